@@ -10,20 +10,22 @@
 
 namespace ferrite::cpu::reference {
 
-inline void gemm(Trans trans_a, Trans trans_b, float alpha, MatView<const float> a,
-                 MatView<const float> b, float beta, MatView<float> c) {
+// Templated so that double-precision modules (finite-difference tests) run on the same oracle.
+template <class T>
+void gemm(Trans trans_a, Trans trans_b, T alpha, MatView<const T> a, MatView<const T> b, T beta,
+          MatView<T> c) {
   const std::int64_t m = c.rows, n = c.cols;
   const std::int64_t k = trans_a == Trans::no ? a.cols : a.rows;
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
       double acc = 0.0;
       for (std::int64_t p = 0; p < k; ++p) {
-        const float av = trans_a == Trans::no ? a(i, p) : a(p, i);
-        const float bv = trans_b == Trans::no ? b(p, j) : b(j, p);
+        const T av = trans_a == Trans::no ? a(i, p) : a(p, i);
+        const T bv = trans_b == Trans::no ? b(p, j) : b(j, p);
         acc += static_cast<double>(av) * static_cast<double>(bv);
       }
-      const double prior = beta == 0.0f ? 0.0 : static_cast<double>(beta) * c(i, j);
-      c(i, j) = static_cast<float>(alpha * acc + prior);
+      const double prior = beta == T(0) ? 0.0 : static_cast<double>(beta) * c(i, j);
+      c(i, j) = static_cast<T>(alpha * acc + prior);
     }
   }
 }
