@@ -1,0 +1,264 @@
+// bench/mnist: trains the MNIST-shaped MLP 784→128→64→10 with Adam (default) and reports speed and
+// quality as one ferrite-bench/1 JSON document (docs/json-schema.md).
+//
+//   ./build/bench/mnist                                    synthetic 1,000 samples, batch 32, 5 epochs
+//   ./build/bench/mnist --dataset fashion-mnist --samples 0 --json out.json
+//   ./build/bench/mnist --save-init w.safetensors --export-data d.safetensors   (inputs for PyTorch)
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "build_info.hpp"
+#include "ferrite/backend/cpu/threading.hpp"
+#include "ferrite/backend/devices.hpp"
+#include "ferrite/bench/environment.hpp"
+#include "ferrite/bench/memory.hpp"
+#include "ferrite/bench/report.hpp"
+#include "ferrite/bench/stats.hpp"
+#include "ferrite/data/idx.hpp"
+#include "ferrite/data/synthetic.hpp"
+#include "ferrite/io/safetensors.hpp"
+#include "ferrite/models/mlp.hpp"
+#include "ferrite/nn/state_dict.hpp"
+#include "ferrite/optim/factory.hpp"
+#include "ferrite/train/classifier.hpp"
+
+using namespace ferrite;
+using json = nlohmann::json;
+
+namespace {
+
+struct Config {
+  std::string dataset = "synthetic";
+  std::string data_dir = data::kFashionMnistDir;
+  std::int64_t samples = 1000;       // training samples; 0 = the whole set
+  std::int64_t test_samples = 1000;  // held-out samples; 0 = the whole set (synthetic: 0 means 1000)
+  std::int64_t batch = 32;
+  std::int64_t epochs = 5;
+  double lr = 1e-3;
+  std::string optimizer = "adam";
+  double momentum = 0.9;      // sgd only
+  double weight_decay = -1;   // < 0: the optimizer's PyTorch default (0; AdamW 1e-2)
+  std::uint64_t seed = 42;
+  int threads = 0;            // 0: all hardware threads
+  std::string device = "cpu";
+  std::int64_t warmup_steps = 10;
+  std::int64_t eval_batch = 1000;
+  std::string json_path;
+  std::string save_init;
+  std::string init_from;
+  std::string export_data;
+  bool quiet = false;
+};
+
+json config_json(const Config& c) {
+  return {{"dataset", c.dataset}, {"data_dir", c.data_dir}, {"samples", c.samples},
+          {"test_samples", c.test_samples}, {"batch", c.batch}, {"epochs", c.epochs}, {"lr", c.lr},
+          {"optimizer", c.optimizer}, {"momentum", c.momentum}, {"weight_decay", c.weight_decay},
+          {"seed", c.seed}, {"threads", c.threads}, {"device", c.device},
+          {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch},
+          {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data}};
+}
+
+bench::BuildInfo build_info() {
+  return {FERRITE_VERSION, FERRITE_COMPILER, FERRITE_FLAGS, FERRITE_GIT_COMMIT, FERRITE_BUILD_TYPE,
+          FERRITE_CUDA_BUILT != 0};
+}
+
+// 2·in·out multiply-adds per sample for each of forward, dW, and dX (dX not for the first layer).
+double flops_per_sample(nn::Sequential& model) {
+  double flops = 0;
+  bool first = true;
+  for (std::size_t i = 0; i < model.size(); ++i)
+    if (auto* l = dynamic_cast<nn::Linear*>(&model[i])) {
+      const double mac = double(l->in_features()) * double(l->out_features());
+      flops += 2 * mac * (first ? 2 : 3);
+      first = false;
+    }
+  return flops;
+}
+
+Result<std::pair<data::Dataset, data::Dataset>> load_data(const Config& c) {
+  if (c.dataset == "synthetic") {
+    FE_TRY_ASSIGN(auto train, data::make_synthetic(c.samples > 0 ? c.samples : 1000, c.seed, data::Split::train));
+    FE_TRY_ASSIGN(auto test, data::make_synthetic(c.test_samples > 0 ? c.test_samples : 1000, c.seed, data::Split::test));
+    return std::pair{std::move(train), std::move(test)};
+  }
+  FE_TRY_ASSIGN(auto train, data::load_fashion_mnist(data::Split::train, c.data_dir));
+  FE_TRY_ASSIGN(auto test, data::load_fashion_mnist(data::Split::test, c.data_dir));
+  if (c.samples > 0 && c.samples < train.size()) {
+    FE_TRY_ASSIGN(train, train.slice(0, c.samples));
+  }
+  if (c.test_samples > 0 && c.test_samples < test.size()) {
+    FE_TRY_ASSIGN(test, test.slice(0, c.test_samples));
+  }
+  return std::pair{std::move(train), std::move(test)};
+}
+
+// The exact inputs of this run, for another framework: both splits and every epoch's batch order.
+Status export_data(const std::string& path, const Config& c, const data::Dataset& train, const data::Dataset& test) {
+  const std::int64_t n = train.size();
+  FE_TRY_ASSIGN(Tensor order, Tensor::empty({c.epochs, n}, DType::i32));
+  for (std::int64_t e = 0; e < c.epochs; ++e) {
+    const auto perm = data::epoch_order(n, c.seed, e);
+    std::copy(perm.begin(), perm.end(), order.data<std::int32_t>() + e * n);
+  }
+  return io::save_safetensors(path,
+                              {{"train_images", &train.images}, {"train_labels", &train.labels},
+                               {"test_images", &test.images}, {"test_labels", &test.labels},
+                               {"batch_order", &order}},
+                              {{"batch", std::to_string(c.batch)}, {"epochs", std::to_string(c.epochs)},
+                               {"seed", std::to_string(c.seed)}, {"dataset", c.dataset},
+                               {"layout", "batch b of epoch e = batch_order[e, b*batch:(b+1)*batch]"}});
+}
+
+struct RunOutput {
+  json device, metrics, quality, extra;
+  std::vector<std::string> summary;
+};
+
+Result<RunOutput> run(const Config& c, int threads) {
+  FE_TRY_ASSIGN(Device device, Device::parse(c.device));
+  FE_TRY(check_device(device));
+  FE_TRY_ASSIGN(auto datasets, load_data(c));
+  auto& [train, test] = datasets;
+
+  FE_TRY_ASSIGN(auto model, models::make_mlp(train.features(), {128, 64}, train.num_classes, c.seed));
+  auto params = model.parameters();
+  if (!c.init_from.empty()) FE_TRY(nn::load_parameters(params, c.init_from));
+  if (!c.save_init.empty()) FE_TRY(nn::save_parameters(params, c.save_init));
+  if (!c.export_data.empty()) FE_TRY(export_data(c.export_data, c, train, test));
+
+  optim::OptimizerOptions opt;
+  opt.name = c.optimizer;
+  opt.lr = c.lr;
+  opt.momentum = c.momentum;
+  opt.weight_decay = c.weight_decay;
+
+  // Warm-up: a few real steps (page faults, TBB threads, caches), then back to the initial weights
+  // and a fresh optimizer, so the timed run starts exactly where PyTorch's does.
+  if (c.warmup_steps > 0) {
+    std::vector<Tensor> initial;
+    for (auto& p : params) {
+      FE_TRY_ASSIGN(initial.emplace_back(), p.value->clone());
+    }
+    FE_TRY_ASSIGN(auto warm_opt, optim::make_optimizer(params, opt));
+    train::TrainOptions w{c.batch, 1 + c.warmup_steps * c.batch / std::max<std::int64_t>(train.size(), 1),
+                          c.seed ^ 0x5eedull, c.warmup_steps};
+    FE_TRY(train::train_classifier(model, *warm_opt, train, w));
+    for (std::size_t i = 0; i < params.size(); ++i) std::swap(*params[i].value, initial[i]);
+  }
+
+  FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt));
+  const bool progress = !c.quiet && train.size() >= 20000;
+  auto on_step = [&](std::int64_t epoch, std::int64_t b, std::int64_t batches, double loss) {
+    if (progress && (b + 1) % 200 == 0)
+      fmt::print(stderr, "\repoch {}/{}  step {}/{}  loss {:.4f}", epoch + 1, c.epochs, b + 1, batches, loss);
+  };
+  FE_TRY_ASSIGN(auto history, train::train_classifier(model, *optimizer, train,
+                                                      {c.batch, c.epochs, c.seed, -1}, on_step));
+  if (progress) fmt::print(stderr, "\n");
+  FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(model, train, c.eval_batch));
+  FE_TRY_ASSIGN(auto test_eval, train::evaluate_classifier(model, test, c.eval_batch));
+
+  std::vector<double> epoch_throughput;
+  for (std::size_t e = 0; e < history.epoch_seconds.size(); ++e)
+    epoch_throughput.push_back(double(history.epoch_samples[e]) / history.epoch_seconds[e]);
+  FE_TRY_ASSIGN(const double throughput, bench::median(epoch_throughput));
+  FE_TRY_ASSIGN(const auto latency, bench::summarize_ms(history.step_ms));
+  FE_TRY_ASSIGN(const double peak_rss, bench::peak_host_rss_mb());
+  const double flops_step = flops_per_sample(model) * double(c.batch);
+  const double total_seconds = [&] { double s = 0; for (double t : history.epoch_seconds) s += t; return s; }();
+
+  RunOutput out;
+  out.device = bench::device_json(device, bench::cpu_model_name(), threads);
+  out.metrics = {{"throughput", bench::throughput_json(throughput, "samples/s", "median over epochs")},
+                 {"latency_ms", latency},
+                 {"peak_memory_mb", {{"host", peak_rss}, {"device", nullptr}}},
+                 {"flops_per_step", flops_step},
+                 {"gflops", throughput * flops_per_sample(model) / 1e9},
+                 {"samples_per_s_per_epoch", epoch_throughput},
+                 {"train_seconds", total_seconds}};
+  out.quality = {{"loss_per_epoch", history.epoch_loss}, {"final_loss", history.epoch_loss.back()},
+                 {"train_accuracy", train_eval.accuracy}, {"test_accuracy", test_eval.accuracy},
+                 {"test_loss", test_eval.loss}, {"loss_per_step", history.step_loss}};
+  out.extra = {{"model", "mlp 784-128-64-10"}, {"parameters", [&] { std::int64_t n = 0; for (auto& p : params) n += p.value->numel(); return n; }()},
+               {"train_samples", train.size()}, {"test_samples", test.size()},
+               {"steps", static_cast<std::int64_t>(history.step_ms.size())}};
+
+  auto& s = out.summary;
+  s.push_back(fmt::format("ferrite bench/mnist — {} ({} train / {} test), batch {}, {} epochs, {} lr {:g}, {} thread(s)",
+                          c.dataset, train.size(), test.size(), c.batch, c.epochs, c.optimizer, c.lr, threads));
+  s.push_back(fmt::format("{:>6} {:>12} {:>14}", "epoch", "mean loss", "samples/s"));
+  for (std::size_t e = 0; e < history.epoch_loss.size(); ++e)
+    s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.0f}", e + 1, history.epoch_loss[e], epoch_throughput[e]));
+  s.push_back(fmt::format("throughput   {:.0f} samples/s (median of epochs), {:.1f} GFLOP/s", throughput,
+                          throughput * flops_per_sample(model) / 1e9));
+  s.push_back(fmt::format("step latency p50 {:.1f} µs, p95 {:.1f} µs, p99 {:.1f} µs", latency.p50 * 1e3,
+                          latency.p95 * 1e3, latency.p99 * 1e3));
+  s.push_back(fmt::format("accuracy     train {:.2f} %, test {:.2f} %   (test loss {:.4f})", 100 * train_eval.accuracy,
+                          100 * test_eval.accuracy, test_eval.loss));
+  s.push_back(fmt::format("time         {:.2f} s training, peak host memory {:.1f} MiB", total_seconds, peak_rss));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  CLI::App app{"ferrite bench/mnist: train the MLP 784-128-64-10 and report speed and quality as JSON"};
+  app.add_option("--dataset", c.dataset, "synthetic | fashion-mnist")->check(CLI::IsMember({"synthetic", "fashion-mnist"}));
+  app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX directory (Debian package dataset-fashion-mnist)");
+  app.add_option("--samples", c.samples, "training samples (0 = whole set; synthetic default 1000)")->check(CLI::NonNegativeNumber);
+  app.add_option("--test-samples", c.test_samples, "held-out samples (0 = whole set)")->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", c.batch, "batch size")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", c.epochs, "epochs")->check(CLI::PositiveNumber);
+  app.add_option("--lr", c.lr, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--optimizer", c.optimizer, "adam | adamw | sgd")->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+  app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--weight-decay", c.weight_decay, "weight decay (default: the optimizer's PyTorch default)");
+  app.add_option("--seed", c.seed, "seed for initialization, data and batch order");
+  app.add_option("--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--device", c.device, "cpu | cuda | cuda:N");
+  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before training (weights are restored after)")->check(CLI::NonNegativeNumber);
+  app.add_option("--eval-batch", c.eval_batch, "batch size for evaluation")->check(CLI::PositiveNumber);
+  app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here");
+  app.add_option("--save-init", c.save_init, "write the initial weights (safetensors, PyTorch names)");
+  app.add_option("--init-from", c.init_from, "start from these weights (safetensors, PyTorch names)");
+  app.add_option("--export-data", c.export_data, "write the data and every epoch's batch order (safetensors)");
+  app.add_flag("--quiet", c.quiet, "no progress on stderr");
+  CLI11_PARSE(app, argc, argv);
+
+  cpu::ThreadLimit limit(c.threads);
+  const auto env = bench::collect_environment(build_info());
+  json report = bench::make_report_skeleton("mnist", build_info(), env, bench::device_strings(available_devices()));
+  report["config"] = config_json(c);
+
+  auto result = run(c, limit.threads());
+  int status = 0;
+  if (result.ok()) {
+    report["device"] = result->device;
+    report["metrics"] = result->metrics;
+    report["quality"] = result->quality;
+    report["extra"] = result->extra;
+    for (const auto& line : result->summary) fmt::print("{}\n", line);
+  } else {
+    fmt::print(stderr, "mnist: error: {}\n", result.error().to_string());
+    report["device"] = bench::device_json(Device::parse(c.device).ok() ? *Device::parse(c.device) : Device::cpu(),
+                                          "unavailable", limit.threads());
+    report = bench::error_report(std::move(report), result.error());
+    status = 1;
+  }
+  if (!c.json_path.empty()) {
+    if (auto w = bench::write_json(c.json_path, report); !w.ok()) {
+      fmt::print(stderr, "mnist: error: {}\n", w.error().to_string());
+      return 1;
+    }
+    if (status == 0) fmt::print("json         {}\n", c.json_path);
+  }
+  return status;
+}
