@@ -38,8 +38,11 @@ struct Params {
       ps.values.push_back(Tensor::from_data<float>({n}, v.data(), n).value());
       ps.grads.push_back(Tensor::zeros({n}).value());
     }
-    for (std::size_t i = 0; i < ps.values.size(); ++i)
-      ps.list.push_back({"p" + std::to_string(i), &ps.values[i], &ps.grads[i]});
+    for (std::size_t i = 0; i < ps.values.size(); ++i) {
+      std::string name = "p";  // (not "p" + to_string: GCC 12 -Wrestrict false positive)
+      name += std::to_string(i);
+      ps.list.push_back({name, &ps.values[i], &ps.grads[i]});
+    }
     return ps;
   }
   void set_grad(std::size_t i, const std::vector<float>& g) {
@@ -362,8 +365,9 @@ TEST(OptimKernels, SGDMatchesReferenceBitForBit) {
         ASSERT_TRUE(sgd.step().ok());
         optim::reference::sgd_step(p.data(), g.data(), buf.data(), n, o, o.lr, s == 0);
         EXPECT_TRUE(bit_equal(p, ps.values[0].data<float>())) << what << " step " << s;
-        if (o.momentum != 0)
+        if (o.momentum != 0) {
           EXPECT_TRUE(bit_equal(buf, sgd.state("p0", "momentum_buffer")->data<float>())) << what;
+        }
       }
     }
 }
@@ -404,8 +408,9 @@ TEST(OptimKernels, AdamMatchesReferenceBitForBit) {
         EXPECT_TRUE(bit_equal(p, ps.values[0].data<float>())) << what << " step " << s;
         EXPECT_TRUE(bit_equal(m, adam->state("p0", "exp_avg")->data<float>())) << what;
         EXPECT_TRUE(bit_equal(v, adam->state("p0", "exp_avg_sq")->data<float>())) << what;
-        if (c.o.amsgrad)
+        if (c.o.amsgrad) {
           EXPECT_TRUE(bit_equal(vmax, adam->state("p0", "max_exp_avg_sq")->data<float>())) << what;
+        }
       }
     }
 }

@@ -104,6 +104,13 @@ inline float max_of(float a, float b) noexcept { return a < b ? b : a; }
 template <class B>
 inline B max_of(const B& a, const B& b) noexcept { return xsimd::select(a < b, b, a); }
 
+// GCC 12 warns that _mm512_sqrt_ps's internal _mm512_undefined_ps() "may be used uninitialized"
+// (a known false positive inside the intrinsic).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 // One element (V = float) or one SIMD batch (V = xsimd::batch<float>): the same operations in the
 // same order, so the vector body and the scalar tail agree bit for bit. vmax is touched only with
 // amsgrad.
@@ -112,7 +119,7 @@ inline void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficients& 
   using std::sqrt;  // float: std::sqrt(float); batch: xsimd::sqrt by ADL. Both correctly rounded.
   if (c.maximize) g = -g;
   if (c.l2) g = fused_mul_add(p, V(c.weight_decay), g);
-  if (c.decoupled) p = rounded(p * V(c.decay));
+
   const V diff = g - m;
   m = c.lerp_weight_small ? fused_mul_add(V(c.lerp_weight), diff, m)
                           : fused_mul_add(V(c.lerp_weight_minus_one), diff, g);
@@ -123,7 +130,7 @@ inline void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficients& 
     second = vmax;
   }
   const V denom = sqrt(second) / V(c.bias_correction2_sqrt) + V(c.eps);
-  p = p + (V(c.neg_step_size) * m) / denom;
+  p = p + (V(c.neg_step_size) * m) / denom; if (c.decoupled) p = rounded(p * V(c.decay));
 }
 
 // p, g, m, v (, vmax with amsgrad): [n].
@@ -158,6 +165,10 @@ inline void adam_kernel(float* p, const float* g, float* m, float* v, float* vma
     if (c.amsgrad) vmax[i] = xs;
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace detail
 

@@ -2,13 +2,15 @@
 // The pieces of the packed SGEMM (BLIS / GotoBLAS structure), templated on the xsimd arch:
 //   * SgemmBlocking<Arch>: register tile MR x NR and cache blocks KC / MC / NC,
 //   * pack_a_panel / pack_b_panel: copy op(A) / op(B) into the layouts the micro-kernel streams
-//     (transposes happen here, so the micro-kernel sees one layout for all four Trans cases),
-//   * sgemm_tile<Arch, Rows, NV>: the register-blocked micro-kernel (broadcast A, FMA with B vectors).
-// The driver that loops over blocks and threads is backend/cpu/gemm.hpp.
+//     (transposes happen here, so the micro-kernel needs no Trans cases of its own),
+//   * sgemm_tile<Arch, Rows, NV, Access, TransC>: the register-blocked micro-kernel (broadcast an
+//     element of A, FMA it with NV vectors of B).
+// The driver that orients the problem, loops over blocks and splits C over threads is gemm.hpp.
 //
-// Packed layouts (row-major C[M, N] += op(A)[M, K] * op(B)[K, N]):
-//   A micro-panel: MR rows of op(A) x kc:  ap[p * MR + r] = op(A)(row0 + r, pc + p)
-//   B micro-panel: kc x NR cols of op(B):  bp[p * NR + j] = op(B)(pc + p, col0 + j), zero-padded
+// Layouts (row-major C[M, N] = op(A)[M, K] * op(B)[K, N]):
+//   A micro-panel, packed:   ap[p * MR + r] = op(A)(row0 + r, pc + p)
+//   A read in place:         A itself when it is small or read once (see read_a_in_place)
+//   B micro-panel, packed:   bp[p * NR + j] = op(B)(pc + p, col0 + j), zero-padded to NR
 // Every element of C is one FMA chain acc = fma(a, b, acc) over p in increasing order, whatever
 // tile (full or edge) computes it, so results never depend on how C is split between threads.
 #include <algorithm>
@@ -27,12 +29,6 @@
 #endif
 
 #include "ferrite/ops/transpose.hpp"
-
-#if defined(__GNUC__)
-#define FE_DETAIL_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define FE_DETAIL_ALWAYS_INLINE inline
-#endif
 
 namespace ferrite::cpu::gemm_detail {
 
@@ -62,7 +58,7 @@ struct SgemmBlocking {
 
 #if defined(__AVX__)
 // dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block (unaligned on both sides).
-FE_DETAIL_ALWAYS_INLINE void transpose_8x8(const float* src, std::int64_t lds, float* dst,
+[[gnu::always_inline]] inline void transpose_8x8(const float* src, std::int64_t lds, float* dst,
                                            std::int64_t ldd) {
   __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
   __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
@@ -152,14 +148,14 @@ inline void pack_b_panel(Trans tb, const float* b, std::int64_t ldb, std::int64_
 //   else:      c = fma(alpha, acc, beta * c)  (later K blocks pass beta = 1: c = fma(alpha, acc, c))
 // update_c_scalar is the same arithmetic one float at a time (bit-identical: both are IEEE mul / fma).
 template <class Batch>
-FE_DETAIL_ALWAYS_INLINE void update_c(float* c, Batch acc, float alpha, float beta) {
+[[gnu::always_inline]] inline void update_c(float* c, Batch acc, float alpha, float beta) {
   if (beta == 0.0f)
     (Batch(alpha) * acc).store_unaligned(c);
   else
     xsimd::fma(Batch(alpha), acc, Batch(beta) * Batch::load_unaligned(c)).store_unaligned(c);
 }
 template <int Count>
-FE_DETAIL_ALWAYS_INLINE void update_c_scalar(float* c, const float* acc, int count, float alpha,
+[[gnu::always_inline]] inline void update_c_scalar(float* c, const float* acc, int count, float alpha,
                                              float beta) {
   if (count == Count) {  // fixed trip count: vectorizes
     if (beta == 0.0f)

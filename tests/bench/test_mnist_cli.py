@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Smoke and error-path tests of bench/mnist, run by `meson test` (suite 'bench').
+
+usage: test_mnist_cli.py MNIST_EXE VALIDATE_JSON_PY
+Each case runs the real program; JSON output is validated against the ferrite-bench/1 schema.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+MNIST, VALIDATE = sys.argv[1], sys.argv[2]
+TINY = ["--samples", "200", "--test-samples", "100", "--epochs", "2", "--batch", "16",
+        "--warmup-steps", "2", "--quiet"]
+failures = []
+
+
+def run(args):
+    return subprocess.run([MNIST, *args], capture_output=True, text=True, timeout=120)
+
+
+def check(cond, what, proc=None):
+    if not cond:
+        detail = f"\n  stdout: {proc.stdout[-800:]}\n  stderr: {proc.stderr[-800:]}" if proc else ""
+        failures.append(what + detail)
+
+
+def validate(path):
+    p = subprocess.run([sys.executable, VALIDATE, path], capture_output=True, text=True)
+    check(p.returncode == 0, f"{path} does not validate: {p.stdout}{p.stderr}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "ok.json")
+    # 1. A tiny successful run: JSON valid, loss falls, config records every flag.
+    p = run(TINY + ["--json", out])
+    check(p.returncode == 0, "tiny run failed", p)
+    check("samples/s" in p.stdout and "accuracy" in p.stdout, "summary table missing", p)
+    if os.path.exists(out):
+        validate(out)
+        doc = json.load(open(out))
+        check(doc["status"] == "success", "status is not success")
+        losses = doc["quality"]["loss_per_epoch"]
+        check(len(losses) == 2 and losses[1] < losses[0], f"loss did not fall: {losses}")
+        check(len(doc["quality"]["loss_per_step"]) == 2 * 13, "loss_per_step has the wrong length")
+        for key in ["dataset", "samples", "batch", "epochs", "lr", "optimizer", "seed", "threads",
+                    "device", "warmup_steps"]:
+            check(key in doc["config"], f"config lacks {key}")
+
+    # 2. Same seed, 1 vs 2 threads: bit-identical loss curves (JSON keeps full double precision).
+    a, b = os.path.join(tmp, "t1.json"), os.path.join(tmp, "t2.json")
+    p1, p2 = run(TINY + ["--threads", "1", "--json", a]), run(TINY + ["--threads", "2", "--json", b])
+    check(p1.returncode == 0 and p2.returncode == 0, "thread runs failed", p1 if p1.returncode else p2)
+    if p1.returncode == 0 and p2.returncode == 0:
+        q1, q2 = json.load(open(a))["quality"], json.load(open(b))["quality"]
+        check(q1["loss_per_step"] == q2["loss_per_step"], "loss curves differ between 1 and 2 threads")
+
+    # 3. save-init → init-from reproduces the run exactly; export-data writes a file.
+    w, d, r1, r2 = (os.path.join(tmp, n) for n in ["w.safetensors", "d.safetensors", "r1.json", "r2.json"])
+    p = run(TINY + ["--seed", "7", "--save-init", w, "--export-data", d, "--json", r1])
+    check(p.returncode == 0 and os.path.exists(w) and os.path.exists(d), "save-init/export-data failed", p)
+    p = run(TINY + ["--seed", "7", "--init-from", w, "--json", r2])
+    check(p.returncode == 0, "init-from failed", p)
+    if os.path.exists(r1) and os.path.exists(r2):
+        check(json.load(open(r1))["quality"]["loss_per_step"] == json.load(open(r2))["quality"]["loss_per_step"],
+              "init-from the saved initial weights does not reproduce the run")
+
+    # 4. --device cuda without CUDA: status error, a message, the available devices, non-zero exit.
+    e = os.path.join(tmp, "err.json")
+    p = run(TINY + ["--device", "cuda:7", "--json", e])
+    check(p.returncode != 0, "--device cuda:7 exited 0", p)
+    check("not available" in p.stderr and "available devices: cpu" in p.stderr, "device error message", p)
+    if os.path.exists(e):
+        validate(e)
+        doc = json.load(open(e))
+        check(doc["status"] == "error" and "cuda:7" in doc["message"], "error JSON lacks status/message")
+        check("cpu" in doc["available_devices"], "error JSON lacks available_devices")
+    else:
+        check(False, "no JSON written for the device error")
+
+    # 5. Bad input: each exits non-zero with a message naming the problem.
+    bad_cases = [
+        (["--batch", "0"], "--batch"),
+        (["--optimizer", "rmsprop"], "--optimizer"),
+        (["--no-such-flag"], "no-such-flag"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--init-from", os.path.join(tmp, "missing.safetensors")], "missing.safetensors"),
+        (["--init-from", d], "unexpected 'train_images'"),  # the data file is not a weights file
+        (["--dataset", "fashion-mnist", "--data-dir", os.path.join(tmp, "nowhere")], "nowhere"),
+    ]
+    for args, needle in bad_cases:
+        p = run(TINY + args)
+        check(p.returncode != 0, f"{args} exited 0", p)
+        check(needle in (p.stderr + p.stdout), f"{args}: message does not mention {needle!r}", p)
+
+if failures:
+    print("FAILED:\n- " + "\n- ".join(failures))
+    sys.exit(1)
+print("all bench/mnist CLI checks passed")
