@@ -167,8 +167,9 @@ TEST(CpuSgemm, CrossesCacheBlocksAndThreadsSplit) {
   std::mt19937 rng(99);
   for (Trans ta : kTrans)
     for (Trans tb : kTrans) {
-      // Several K blocks (KC = 256), several M blocks (MC = 256), more than NC = 2048 columns.
-      check_case({ta, tb, 300, 70, 600, 0.5f, 0.5f, 3}, &fast_gemm, rng);
+      // Several K blocks (KC = 1024 for AVX-512), several M blocks (MC = 128), more than
+      // NC = 1024 columns.
+      check_case({ta, tb, 300, 70, 1500, 0.5f, 0.5f, 3}, &fast_gemm, rng);
       check_case({ta, tb, 9, 2100, 40, 1.0f, 1.0f, 1}, &fast_gemm, rng);
       // Big enough to be split over tasks, with ragged edges in both directions.
       check_case({ta, tb, 211, 157, 131, -1.0f, 0.0f, 2}, &fast_gemm, rng);
@@ -204,7 +205,13 @@ TEST(CpuSgemm, ExplicitTaskSplitsMatchReference) {
 }
 
 #if XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
-TEST(CpuSgemm, Avx2WidthMatchesReference) { sweep_odd_sizes(&arch_gemm<xsimd::fma3<xsimd::avx2>, 2>, 2); }
+TEST(CpuSgemm, Avx2WidthMatchesReference) {
+  sweep_odd_sizes(&arch_gemm<xsimd::fma3<xsimd::avx2>, 2>, 2);
+  std::mt19937 rng(21);  // several K blocks at this width (KC = 256)
+  for (Trans ta : kTrans)
+    for (Trans tb : kTrans)
+      check_case({ta, tb, 205, 70, 600, 1.0f, 0.5f, 1}, &arch_gemm<xsimd::fma3<xsimd::avx2>, 2>, rng);
+}
 #endif
 #if XSIMD_WITH_SSE2
 TEST(CpuSgemm, Sse2WidthMatchesReference) { sweep_odd_sizes(&arch_gemm<xsimd::sse2, 2>, 3); }
@@ -220,6 +227,7 @@ TEST(CpuSgemm, BitIdenticalForAnyThreadCount) {
       {Trans::yes, Trans::no, 128, 784, 32, 1.0f, 0.0f, 0},
       {Trans::yes, Trans::yes, 157, 211, 131, 0.5f, 1.0f, 3},
       {Trans::no, Trans::yes, 1000, 128, 784, 1.0f, 0.0f, 0},
+      {Trans::no, Trans::no, 100, 150, 1100, 1.0f, 0.5f, 1},  // two K blocks
   };
   for (const Case& cs : cases) {
     SCOPED_TRACE(describe(cs));

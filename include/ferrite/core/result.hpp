@@ -13,7 +13,11 @@ namespace ferrite {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  // Two overloads rather than one by-value parameter: `return local;` of a move-only T (Tensor) must
+  // move, and nvcc's front end only applies the implicit move when the selected constructor takes T&&
+  // (the C++11 rule; C++20's P1825 would also accept by-value, g++ implements it, nvcc 13 does not).
+  Result(const T& value) : data_(std::in_place_index<0>, value) {}  // NOLINT: implicit by design
+  Result(T&& value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
   Result(Error error) : data_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool ok() const noexcept { return data_.index() == 0; }

@@ -19,7 +19,11 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <xsimd/xsimd.hpp>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
+#include "ferrite/backend/cpu/threading.hpp"
 #include "ferrite/core/result.hpp"
 #include "ferrite/core/tensor.hpp"
 #include "ferrite/nn/parameter.hpp"
@@ -31,8 +35,10 @@ namespace detail {
 // Below this many elements in total a step runs on the calling thread: a TBB fork/join costs a few
 // microseconds, about what 64k elements of a fused update cost on one core.
 inline constexpr std::int64_t kParallelMinElements = 64 * 1024;
-// Elements per parallel work item (a multiple of every SIMD width, so chunks start 64-byte aligned).
-inline constexpr std::int64_t kChunkElements = 16 * 1024;
+// Parallel work is cut at multiples of this many elements of a parameter (a multiple of every SIMD
+// width, so every piece starts 64-byte aligned), and no task gets fewer than kGrainBlocks blocks.
+inline constexpr std::int64_t kBlockElements = 256;
+inline constexpr std::int64_t kGrainBlocks = 16;
 
 // Forces `x` to be rounded to float here. PyTorch runs each tensor op of an optimizer as its own
 // kernel, so a product such as `v * beta2` is rounded before the following add; GCC's default
@@ -80,8 +86,21 @@ inline float fused_mul_add(float a, float b, float c) noexcept {
   else
     return rounded(a * b) + c;
 }
+// xsimd 8.1 has no AVX-512 fma kernel: its generic fallback is x * y + z, fused only if the compiler
+// happens to contract it (GCC does, clang does not). So call the FMA intrinsics ourselves.
 template <class B>
-inline B fused_mul_add(const B& a, const B& b, const B& c) noexcept { return xsimd::fma(a, b, c); }
+inline B fused_mul_add(const B& a, const B& b, const B& c) noexcept {
+  static_assert(std::is_same_v<typename B::value_type, float>);
+  // On x86 a float batch of 16 / 8 / 4 lanes is a zmm / ymm / xmm register.
+#if defined(__AVX512F__)
+  if constexpr (B::size == 16) return B(_mm512_fmadd_ps(a, b, c));
+#endif
+#if defined(__FMA__)
+  if constexpr (B::size == 8) return B(_mm256_fmadd_ps(a, b, c));
+  if constexpr (B::size == 4) return B(_mm_fmadd_ps(a, b, c));
+#endif
+  return xsimd::fma(a, b, c);
+}
 
 // Rejects NaN and infinities as well as negatives: `!(x >= 0)` is true for NaN.
 inline Status check_non_negative(std::string_view op, std::string_view what, double x) {
@@ -148,7 +167,7 @@ class Optimizer {
   Optimizer(Optimizer&&) noexcept = default;
   Optimizer& operator=(Optimizer&&) noexcept = default;
 
-  // A contiguous range [begin, end) of one parameter's elements: the unit of parallel work.
+  // A contiguous range [begin, end) of one parameter's elements: what one kernel call updates.
   struct Chunk {
     std::size_t param = 0;
     std::int64_t begin = 0;
@@ -177,6 +196,9 @@ class Optimizer {
         return make_error(ErrorCode::shape_mismatch, op_name_,
                           "parameter '" + p.name + "': grad shape differs from value shape",
                           p.value->shape().to_string() + " vs " + p.grad->shape().to_string());
+      if (p.value->numel() > 0 && (!p.value->raw_data() || !p.grad->raw_data()))
+        return make_error(ErrorCode::invalid_argument, op_name_,
+                          "parameter '" + p.name + "' has no storage (moved-from tensor?)");
       for (std::size_t j = 0; j < i; ++j) {
         if (params[j].name == p.name)
           return make_error(ErrorCode::invalid_argument, op_name_,
@@ -190,7 +212,7 @@ class Optimizer {
     state_.clear();
     state_.reserve(params.size() * keys.size());
     shapes_.clear();
-    chunks_.clear();
+    block_offsets_.assign(1, 0);
     total_elements_ = 0;
     for (std::size_t i = 0; i < params.size(); ++i) {
       const std::int64_t n = params[i].value->numel();
@@ -199,8 +221,8 @@ class Optimizer {
         FE_TRY_ASSIGN(Tensor t, Tensor::zeros(params[i].value->shape()));
         state_.push_back(std::move(t));
       }
-      for (std::int64_t b = 0; b < n; b += detail::kChunkElements)
-        chunks_.push_back({i, b, std::min(n, b + detail::kChunkElements)});
+      const std::int64_t blocks = (n + detail::kBlockElements - 1) / detail::kBlockElements;
+      block_offsets_.push_back(block_offsets_.back() + blocks);
       total_elements_ += n;
     }
     params_ = std::move(params);
@@ -216,9 +238,11 @@ class Optimizer {
       const auto& p = params_[i];
       const Shape& bound = shapes_[i];
       if (p.value->shape() != bound || p.grad->shape() != bound ||
-          p.value->dtype() != DType::f32 || p.grad->dtype() != DType::f32)
+          p.value->dtype() != DType::f32 || p.grad->dtype() != DType::f32 ||
+          (bound.numel() > 0 && (!p.value->raw_data() || !p.grad->raw_data())))
         return make_error(ErrorCode::shape_mismatch, op_name_ + "::step",
-                          "parameter '" + p.name + "' changed shape or dtype since the optimizer was created",
+                          "parameter '" + p.name +
+                              "' changed shape, dtype or storage since the optimizer was created",
                           "value " + p.value->describe() + ", grad " + p.grad->describe() +
                               ", state " + bound.to_string());
     }
@@ -229,17 +253,31 @@ class Optimizer {
     return state_[param * keys_.size() + slot].data<float>();
   }
 
-  // Runs fn(chunk) over every chunk: in parallel when the model is large enough to pay for it.
+  // Runs fn(chunk) over all elements of all parameters: serially as one chunk per parameter, or,
+  // when the model is large enough to pay for a fork/join, as TBB tasks over the concatenated blocks
+  // of all parameters (so a big weight and its small bias balance across threads). Any cut gives
+  // the same numbers: the update is elementwise and the SIMD body equals the scalar tail.
   template <class Fn>
   void for_each_chunk(Fn&& fn) const {
-    if (total_elements_ >= detail::kParallelMinElements && chunks_.size() > 1) {
-      tbb::parallel_for(tbb::blocked_range<std::size_t>(0, chunks_.size(), 1),
-                        [&](const tbb::blocked_range<std::size_t>& r) {
-                          for (std::size_t c = r.begin(); c != r.end(); ++c) fn(chunks_[c]);
-                        });
-    } else {
-      for (const auto& c : chunks_) fn(c);
+    if (total_elements_ < detail::kParallelMinElements || cpu::current_threads() <= 1) {
+      for (std::size_t i = 0; i < params_.size(); ++i) fn(Chunk{i, 0, shapes_[i].numel()});
+      return;
     }
+    tbb::parallel_for(
+        tbb::blocked_range<std::int64_t>(0, block_offsets_.back(), detail::kGrainBlocks),
+        [&](const tbb::blocked_range<std::int64_t>& r) {
+          // The parameter holding block r.begin(): last i with block_offsets_[i] <= r.begin().
+          auto i = static_cast<std::size_t>(
+              std::upper_bound(block_offsets_.begin(), block_offsets_.end(), r.begin()) -
+              block_offsets_.begin() - 1);
+          for (; i < params_.size() && block_offsets_[i] < r.end(); ++i) {
+            const std::int64_t first = std::max(r.begin(), block_offsets_[i]) - block_offsets_[i];
+            const std::int64_t last = std::min(r.end(), block_offsets_[i + 1]) - block_offsets_[i];
+            const Chunk c{i, first * detail::kBlockElements,
+                          std::min(shapes_[i].numel(), last * detail::kBlockElements)};
+            if (c.begin < c.end) fn(c);
+          }
+        });
   }
 
   std::string op_name_;
@@ -247,7 +285,7 @@ class Optimizer {
   std::vector<std::string> keys_;
   std::vector<Tensor> state_;  // [param][key], flattened
   std::vector<Shape> shapes_;  // each parameter's shape at bind()
-  std::vector<Chunk> chunks_;
+  std::vector<std::int64_t> block_offsets_;  // [params + 1]: first block of each parameter
   std::int64_t total_elements_ = 0;
   double lr_ = 0.0;
   std::int64_t step_ = 0;

@@ -6,10 +6,11 @@
 //     for pc in K by KC:                    (K blocks depend on K only)
 //       pack B[pc:+kc, jc:+nc] into NR-wide micro-panels
 //       for ic in M by MC:                  A block  MC x KC  -> L2
-//         pack A[ic:+mc, pc:+kc] into MR-tall micro-panels
-//         for jr in nc by NR:               B micro-panel KC x NR -> L1
+//         pack A[ic:+mc, pc:+kc] into MR-tall micro-panels (or read A in place when small)
+//         for jr in nc by NR:               B micro-panel KC x NR -> L1 / L2
 //           for ir in mc by MR:
 //             micro-kernel: C[ir:+MR, jr:+NR] (+)= A-panel * B-panel   (registers)
+// Block sizes and the register tile are in gemm_kernel.hpp (SgemmBlocking).
 //
 // Threads: C is cut into a grid of blocks on MR / NR boundaries, one TBB task per block, each task
 // runs the loops above on its block with its own thread-local pack buffers. K is never split, so
@@ -32,9 +33,11 @@ namespace ferrite::cpu {
 
 namespace gemm_detail {
 
-// Below this many FLOPs (2 M N K) a call runs on the calling thread: waking workers costs more
-// than it saves. 2^20 keeps the MLP's 0.5 MFLOP layers (e.g. 32 x 64 x 128) single-threaded.
-inline constexpr double kMinParallelFlops = 1 << 20;
+// Below this many FLOPs (2 M N K) a call runs on the calling thread: a TBB dispatch costs about
+// 1 us, more than splitting saves. Measured on Zen 4 (2 cores): the MLP's 0.5 MFLOP calls
+// (32 x 64 x 128 and alike) gain about 20 % from 2 threads, the 0.04 MFLOP ones (32 x 10 x 64) lose
+// about 35 % (0.86 -> 1.17 us).
+inline constexpr double kMinParallelFlops = 1 << 17;
 
 // A 64-byte aligned float buffer that only grows; one per thread and operand, so steady-state
 // calls allocate nothing.
@@ -92,8 +95,9 @@ struct SgemmArgs {
   bool trans_c = false;
 };
 
-// The K block length: at most KC, equal-sized blocks (784 -> 4 x 196, not 3 x 256 + 16) rounded
-// to 8 for the 8 x 8 transposes. Depends on k alone, which keeps results independent of threads.
+// The K block length: at most KC, equal-sized blocks (KC = 1024: 1500 -> 2 x 752, not
+// 1024 + 476) rounded to 8 for the 8 x 8 transposes. Depends on k alone, which keeps results
+// independent of the thread count.
 template <class Arch>
 inline std::int64_t k_block(std::int64_t k) {
   constexpr std::int64_t KC = SgemmBlocking<Arch>::KC;
@@ -201,9 +205,10 @@ inline std::int64_t transposed_elements(Trans ta, Trans tb, std::int64_t m, std:
 //    wins. E.g. the MLP forward X[32, 784] W^T with W [128, 784]: computed directly it transposes
 //    all of W into B panels; as C^T = W X^T it reads W rows in place and transposes only X.
 //    Swapping does not change results: each element is the same FMA chain (a * b == b * a).
-// 2. Grid. C is cut into grid_m x grid_n blocks on MR / NR boundaries, one task per block.
-//    Splitting N makes every task re-pack A (m x k), splitting M re-packs B (k x n): split the
-//    side whose duplicate packing is cheaper.
+// 2. Grid. C is cut into grid_m x grid_n blocks on MR / NR boundaries, one task per block
+//    (grid_m * grid_n <= threads: on a busy 2-core machine more tasks only add packing).
+//    Splitting N makes every task pack A again (m x k, unless A is read in place), splitting M
+//    packs B again (k x n): split the longer side, whose duplicate is the cheaper one.
 template <class Arch>
 void sgemm_run(const SgemmArgs& caller, int threads) {
   using Blk = SgemmBlocking<Arch>;

@@ -1,0 +1,73 @@
+#pragma once
+// The whole library in one include. Convenient for examples and quick programs; a project that cares
+// about compile time includes only the headers it uses (each one compiles on its own).
+//
+// Kept complete by the `umbrella-complete` test (tests/headers): every public header is listed here.
+// Compiles with g++ alone and under nvcc (the `nvcc-umbrella` test); no CUDA types anywhere in here.
+
+// core: Result/Error, Shape, DType, Device, Tensor and its views, Philox RNG
+#include "ferrite/core/macros.hpp"
+#include "ferrite/core/error.hpp"
+#include "ferrite/core/result.hpp"
+#include "ferrite/core/shape.hpp"
+#include "ferrite/core/dtype.hpp"
+#include "ferrite/core/device.hpp"
+#include "ferrite/core/tensor.hpp"
+#include "ferrite/core/rng.hpp"
+
+// ops: shape-checked operations, dispatched to the backends
+#include "ferrite/ops/transpose.hpp"
+#include "ferrite/ops/gemm.hpp"
+#include "ferrite/ops/nn_ops.hpp"
+
+// backend/cpu: packed xsimd SGEMM on TBB, thread control, scalar reference oracles
+#include "ferrite/backend/cpu/threading.hpp"
+#include "ferrite/backend/cpu/gemm_kernel.hpp"
+#include "ferrite/backend/cpu/gemm.hpp"
+#include "ferrite/backend/cpu/reference/gemm.hpp"
+#include "ferrite/backend/cpu/reference/nn_ops.hpp"
+
+// backends available to this build and machine; the CUDA runtime's host-side queries
+#include "ferrite/backend/cuda/runtime.hpp"
+#include "ferrite/backend/devices.hpp"
+
+// nn: modules with explicit forward/backward, parameters, PyTorch inits, state dict
+#include "ferrite/nn/parameter.hpp"
+#include "ferrite/nn/module.hpp"
+#include "ferrite/nn/init.hpp"
+#include "ferrite/nn/linear.hpp"
+#include "ferrite/nn/activation.hpp"
+#include "ferrite/nn/loss.hpp"
+#include "ferrite/nn/sequential.hpp"
+#include "ferrite/nn/state_dict.hpp"
+
+// optim: SGD, Adam, AdamW (PyTorch's formulas), their scalar oracles, and a by-name factory
+#include "ferrite/optim/optimizer.hpp"
+#include "ferrite/optim/sgd.hpp"
+#include "ferrite/optim/adam.hpp"
+#include "ferrite/optim/reference.hpp"
+#include "ferrite/optim/factory.hpp"
+
+// data: datasets, the synthetic MNIST-shaped set, IDX (Fashion-MNIST) files, batching
+#include "ferrite/data/dataset.hpp"
+#include "ferrite/data/synthetic.hpp"
+#include "ferrite/data/idx.hpp"
+#include "ferrite/data/loader.hpp"
+
+// io: safetensors and the f16/bf16 conversions it needs
+#include "ferrite/io/half.hpp"
+#include "ferrite/io/safetensors.hpp"
+
+// train: the classifier training loop and evaluation
+#include "ferrite/train/classifier.hpp"
+
+// models: ready-made networks
+#include "ferrite/models/mlp.hpp"
+
+// bench: timing, statistics, memory, environment, the JSON report
+#include "ferrite/bench/timer.hpp"
+#include "ferrite/bench/stats.hpp"
+#include "ferrite/bench/memory.hpp"
+#include "ferrite/bench/environment.hpp"
+#include "ferrite/bench/report.hpp"
+#include "ferrite/bench/harness.hpp"

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Header hygiene checks, run by `meson test --suite headers` (tests/headers/meson.build).
+
+  standalone  every public header compiles on its own (and included twice), with the exact flags the
+              build gives a ferrite target plus -Werror: no header may lean on an include that
+              another header happened to pull in first.
+  umbrella    include/ferrite/ferrite.hpp includes every public header.
+  nvcc        a .cu translation unit including the umbrella header compiles under nvcc (host code
+              only; DESIGN: public headers compile with g++ alone and under nvcc).
+
+Headers are listed when the test runs (a glob of include/ferrite/**/*.hpp), so new headers are checked
+without touching the build files. Compiler and flags come from the build's own introspection data
+(<build>/meson-info/intro-targets.json) for an anchor target that depends on ferrite_dep: the same
+compiler, -std, warnings, -march and dependency include paths as every other ferrite target.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def target_compile_command(build_dir: Path, target: str, language: str = "cpp"):
+    """(compiler argv, flags) that the build uses for `target`'s sources of `language`."""
+    intro = build_dir / "meson-info" / "intro-targets.json"
+    try:
+        targets = json.loads(intro.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"check_headers: cannot read {intro}: {e}")
+    for t in targets:
+        if t["name"] == target:
+            for group in t["target_sources"]:
+                if group.get("language") == language:
+                    return group["compiler"], group["parameters"]
+    sys.exit(f"check_headers: no {language} sources of target '{target}' in {intro}")
+
+
+def public_headers(include_dir: Path):
+    return sorted(p.relative_to(include_dir).as_posix() for p in (include_dir / "ferrite").rglob("*.hpp"))
+
+
+def cmd_standalone(args) -> int:
+    compiler, flags = target_compile_command(Path(args.build_dir), args.target)
+    # Diagnostics go to a log, not a terminal; keep them plain.
+    # The tree being checked comes first on the include path; -Werror because a header's warnings
+    # land in every user's build.
+    flags = ([f"-I{Path(args.include_dir).resolve()}"]
+             + [f for f in flags if not f.startswith("-fdiagnostics-color")] + ["-Werror"])
+    headers = public_headers(Path(args.include_dir))
+    if not headers:
+        print(f"no headers under {args.include_dir}/ferrite", file=sys.stderr)
+        return 1
+
+    def check(header: str):
+        # Twice: the second include must be a no-op (#pragma once).
+        source = f'#include "{header}"\n#include "{header}"\n'
+        proc = subprocess.run(compiler + flags + ["-fsyntax-only", "-x", "c++", "-"], input=source,
+                              capture_output=True, text=True, cwd=args.build_dir)
+        return header, proc.returncode, proc.stdout + proc.stderr
+
+    failures = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for header, rc, output in pool.map(check, headers):
+            if rc == 0:
+                print(f"ok    {header}")
+            else:
+                failures += 1
+                print(f"FAIL  {header} (exit {rc})")
+                lines = output.splitlines()
+                print("\n".join("      " + l for l in lines[:40]))
+                if len(lines) > 40:
+                    print(f"      ... {len(lines) - 40} more lines")
+    print(f"{len(headers) - failures}/{len(headers)} headers compile on their own "
+          f"({' '.join(compiler)} {' '.join(flags)} -fsyntax-only)")
+    return 1 if failures else 0
+
+
+INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
+
+
+def cmd_umbrella(args) -> int:
+    include_dir = Path(args.include_dir)
+    umbrella = include_dir / "ferrite" / "ferrite.hpp"
+    try:
+        text = umbrella.read_text()
+    except OSError as e:
+        print(f"cannot read the umbrella header: {e}", file=sys.stderr)
+        return 1
+    listed = set(INCLUDE_RE.findall(text))
+    expected = set(public_headers(include_dir)) - {"ferrite/ferrite.hpp"}
+    missing = sorted(expected - listed)
+    stale = sorted(listed - expected)
+    for h in missing:
+        print(f"missing from ferrite/ferrite.hpp: #include \"{h}\"")
+    for h in stale:
+        print(f"ferrite/ferrite.hpp includes a header that does not exist: {h}")
+    print(f"{len(expected & listed)}/{len(expected)} public headers in the umbrella header")
+    return 1 if missing or stale else 0
+
+
+def nvcc_flags(flags, ccbin):
+    """The anchor target's g++ flags, rewritten for nvcc: preprocessor flags pass through, the rest
+    (warnings, -march, -O) go to the host compiler with -Xcompiler so both passes see them."""
+    out = ["-ccbin", ccbin] if ccbin else []
+    host = []
+    for f in flags:
+        if f.startswith(("-I", "-D", "-U", "-isystem")):
+            out.append(f)
+        elif f.startswith("-std="):
+            continue  # nvcc gets its own -std
+        elif f.startswith("-fdiagnostics-color") or f == "-Winvalid-pch" or f.startswith("-Werror"):
+            continue  # -Werror on the host pass would also trip on nvcc's generated code
+        else:
+            host.append(f)
+    if host:
+        out.append("-Xcompiler=" + ",".join(host))
+    return out
+
+
+def cmd_nvcc(args) -> int:
+    _, flags = target_compile_command(Path(args.build_dir), args.target)
+    with tempfile.TemporaryDirectory(prefix="ferrite-nvcc-") as tmp:
+        obj = os.path.join(tmp, "umbrella.o")
+        cmd = ([args.nvcc, "-std=c++20", "-x", "cu", "-c", str(Path(args.source).resolve()), "-o", obj,
+                f"-I{Path(args.include_dir).resolve()}"] + nvcc_flags(flags, args.ccbin))
+        print(" ".join(cmd), flush=True)
+        proc = subprocess.run(cmd, cwd=args.build_dir)
+        if proc.returncode != 0:
+            print(f"nvcc failed (exit {proc.returncode})")
+            return 1
+        if not os.path.getsize(obj):
+            print("nvcc produced an empty object file")
+            return 1
+    print("the umbrella header compiles under nvcc")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("standalone", "umbrella", "nvcc"):
+        p = sub.add_parser(name)
+        p.add_argument("--include-dir", required=True, help="the directory holding ferrite/")
+        if name != "umbrella":
+            p.add_argument("--build-dir", required=True)
+            p.add_argument("--target", required=True, help="a build target that depends on ferrite_dep")
+        if name == "standalone":
+            p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
+        if name == "nvcc":
+            p.add_argument("--nvcc", required=True)
+            p.add_argument("--ccbin", default="", help="host compiler for nvcc (default: nvcc's own choice)")
+            p.add_argument("source", help="the .cu file to compile")
+    args = parser.parse_args()
+    return {"standalone": cmd_standalone, "umbrella": cmd_umbrella, "nvcc": cmd_nvcc}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

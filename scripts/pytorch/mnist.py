@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""PyTorch reference of bench/mnist: the same MLP, data, batch order and initial weights, same JSON schema.
+
+ferrite exports its inputs:   bench/mnist --save-init w.safetensors --export-data d.safetensors
+then:                         python scripts/pytorch/mnist.py --init-from w.safetensors --data-from d.safetensors
+Flags mirror bench/mnist. Fair-timing rules (docs/benchmarks.md): equal threads, warm-up excluded (and the
+weights restored after it), a device sync before every clock read on CUDA, evaluation under inference_mode.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-from", required=True, help="safetensors written by bench/mnist --export-data")
+    p.add_argument("--init-from", required=True, help="safetensors written by bench/mnist --save-init")
+    p.add_argument("--dataset", default="synthetic", help="label only (the data come from --data-from)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=-1.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--eval-batch", type=int, default=1000)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (labelled in the report)")
+    p.add_argument("--cuda-graphs", action="store_true", help="reserved for the CUDA comparison")
+    p.add_argument("--json", default="")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    for name in ["batch", "epochs", "eval_batch"]:
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.lr <= 0:
+        p.error("--lr must be positive")
+    return args
+
+
+def make_model():
+    return torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64),
+                               torch.nn.ReLU(), torch.nn.Linear(64, 10))
+
+
+def make_optimizer(args, params):
+    if args.optimizer == "adam":
+        return torch.optim.Adam(params, lr=args.lr, weight_decay=max(args.weight_decay, 0.0))
+    if args.optimizer == "adamw":
+        wd = args.weight_decay if args.weight_decay >= 0 else 1e-2
+        return torch.optim.AdamW(params, lr=args.lr, weight_decay=wd)
+    return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=max(args.weight_decay, 0.0))
+
+
+def flops_per_sample():
+    macs = [784 * 128, 128 * 64, 64 * 10]
+    return 2 * macs[0] * 2 + sum(2 * m * 3 for m in macs[1:])  # forward + dW (+ dX after the first layer)
+
+
+def main(argv):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    config = {k: v for k, v in vars(args).items() if k != "json"}
+    report = common.skeleton("mnist", device, config)
+    if args.compile:
+        report["framework"]["backend"]["torch_compile"] = True
+
+    data = load_file(args.data_from)
+    x_train = data["train_images"].to(device)
+    y_train = data["train_labels"].long().to(device)
+    x_test = data["test_images"].to(device)
+    y_test = data["test_labels"].long().to(device)
+    order = data["batch_order"].long()
+    if order.shape[0] < args.epochs:
+        raise SystemExit(f"mnist.py: {args.data_from} holds batch orders for {order.shape[0]} epochs, "
+                         f"--epochs is {args.epochs}")
+
+    model = make_model().to(device)
+    init = load_file(args.init_from)
+    model.load_state_dict({k: v.to(device) for k, v in init.items()}, strict=True)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    step_model = torch.compile(model) if args.compile else model
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    n = x_train.shape[0]
+
+    def train_step(opt, idx):
+        xb, yb = x_train[idx], y_train[idx]
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(step_model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    # Warm-up on throwaway optimizer state, then back to the exported initial weights.
+    if args.warmup_steps > 0:
+        opt = make_optimizer(args, model.parameters())
+        warm_order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed ^ 0x5EED)).to(device)
+        for s in range(args.warmup_steps):
+            b = s % max(1, (n + args.batch - 1) // args.batch)
+            train_step(opt, warm_order[b * args.batch:(b + 1) * args.batch]).item()
+        model.load_state_dict(initial)
+        sync()
+
+    opt = make_optimizer(args, model.parameters())
+    step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = [], [], [], [], []
+    order_dev = order.to(device)
+    for e in range(args.epochs):
+        losses = []
+        sync()
+        t_epoch = common.now()
+        for b in range(0, n, args.batch):
+            t0 = common.now()
+            loss = train_step(opt, order_dev[e, b:b + args.batch]).item()  # .item() syncs, as ferrite reads each loss
+            t1 = common.now()
+            step_ms.append((t1 - t0) * 1e3)
+            losses.append(loss)
+        sync()
+        epoch_seconds.append(common.now() - t_epoch)
+        epoch_samples.append(n)
+        step_loss += losses
+        epoch_loss.append(sum(losses) / len(losses))
+        if not args.quiet and n >= 20000:
+            print(f"epoch {e + 1}/{args.epochs} loss {epoch_loss[-1]:.4f}", file=sys.stderr)
+
+    def evaluate(x, y):
+        correct, total_loss = 0, 0.0
+        with torch.inference_mode():
+            for b in range(0, x.shape[0], args.eval_batch):
+                logits = step_model(x[b:b + args.eval_batch])
+                yb = y[b:b + args.eval_batch]
+                total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+                correct += (logits.argmax(dim=1) == yb).sum().item()
+        return total_loss / x.shape[0], correct / x.shape[0]
+
+    _, train_acc = evaluate(x_train, y_train)
+    test_loss, test_acc = evaluate(x_test, y_test)
+    throughputs = [s / t for s, t in zip(epoch_samples, epoch_seconds)]
+    tput = common.median(throughputs)
+    fps = flops_per_sample()
+    report["device"] = {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else common.cpu_model(), "threads": torch.get_num_threads()}
+    peak_dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    report["metrics"] = {
+        "throughput": {"value": tput, "unit": "samples/s", "method": "median over epochs"},
+        "latency_ms": common.summarize_ms(step_ms),
+        "peak_memory_mb": {"host": common.peak_host_rss_mb(), "device": peak_dev},
+        "flops_per_step": float(fps * args.batch),
+        "gflops": tput * fps / 1e9,
+        "samples_per_s_per_epoch": throughputs,
+        "train_seconds": sum(epoch_seconds),
+    }
+    report["quality"] = {"loss_per_epoch": epoch_loss, "final_loss": epoch_loss[-1], "train_accuracy": train_acc,
+                         "test_accuracy": test_acc, "test_loss": test_loss, "loss_per_step": step_loss}
+    report["extra"] = {"model": "mlp 784-128-64-10", "train_samples": n, "test_samples": int(x_test.shape[0]),
+                       "steps": len(step_ms), "torch_compile": bool(args.compile)}
+    print(f"pytorch mnist — {n} train, batch {args.batch}, {args.epochs} epochs, {args.optimizer}, "
+          f"{torch.get_num_threads()} thread(s){' , torch.compile' if args.compile else ''}")
+    print(f"throughput {tput:.0f} samples/s, step p50 {report['metrics']['latency_ms']['p50'] * 1e3:.1f} µs, "
+          f"test accuracy {100 * test_acc:.2f} %, final loss {epoch_loss[-1]:.5f}")
+    if args.json:
+        common.write_report(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
