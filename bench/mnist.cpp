@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -155,13 +156,17 @@ Result<RunOutput> run(const Config& c, int threads) {
 
   FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt));
   const bool progress = !c.quiet && train.size() >= 20000;
+  // In a terminal, a live line every 200 steps; otherwise (logs, CI) one line per epoch.
+  const bool live = isatty(fileno(stderr)) != 0;
   auto on_step = [&](std::int64_t epoch, std::int64_t b, std::int64_t batches, double loss) {
-    if (progress && (b + 1) % 200 == 0)
+    if (!progress) return;
+    if (live && (b + 1) % 200 == 0)
       fmt::print(stderr, "\repoch {}/{}  step {}/{}  loss {:.4f}", epoch + 1, c.epochs, b + 1, batches, loss);
+    if (b + 1 == batches)
+      fmt::print(stderr, "{}epoch {}/{} done (last batch loss {:.4f})\n", live ? "\r" : "", epoch + 1, c.epochs, loss);
   };
   FE_TRY_ASSIGN(auto history, train::train_classifier(model, *optimizer, train,
                                                       {c.batch, c.epochs, c.seed, -1}, on_step));
-  if (progress) fmt::print(stderr, "\n");
   FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(model, train, c.eval_batch));
   FE_TRY_ASSIGN(auto test_eval, train::evaluate_classifier(model, test, c.eval_batch));
 

@@ -10,9 +10,13 @@ p50/p95/p99, peak memory. Parity (from the same initial weights and batches): th
 within 1e-5 relative, per-epoch mean losses within 1e-3 relative, final accuracies within 1 percentage
 point. Exit status 1 when parity fails or a run errored, 0 otherwise (a slower ferrite is not a failure).
 Charts (PNG) need matplotlib; without it the report says so and everything else still works.
+Exit status 2 when an input cannot be read (missing file, not JSON, not a JSON object) or --out cannot be
+written. Repetition i of a device is the i-th file given for that device, errored runs included.
+A NaN or infinite loss fails parity; a document that lacks a field the report needs counts as a failed run.
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -21,11 +25,22 @@ EPOCH_TOL = 1e-3                    # relative, per-epoch mean loss (rounding gr
 ACCURACY_TOL = 0.01                 # absolute fraction = one percentage point
 
 
+class InputError(Exception):
+    pass
+
+
 def load(paths):
     docs = []
     for p in paths:
-        with open(p) as f:
-            d = json.load(f)
+        try:
+            with open(p, encoding="utf-8") as f:
+                d = json.load(f)
+        except OSError as e:
+            raise InputError(f"{p}: {e.strerror or e}") from e
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise InputError(f"{p}: not valid JSON: {e}") from e
+        if not isinstance(d, dict):
+            raise InputError(f"{p}: not a ferrite-bench/1 document (top level is {type(d).__name__}, not an object)")
         d["_path"] = p
         docs.append(d)
     return docs
@@ -40,17 +55,68 @@ def median(values):
     return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
 
 
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def rel_diff(a, b):
+    if not (is_number(a) and is_number(b)):
+        return float("nan")
     return abs(a - b) / max(abs(b), 1e-30)
 
 
+def worst(diffs):
+    """The largest difference; NaN if any is NaN (max() would silently skip a NaN after the first element)."""
+    diffs = list(diffs)
+    if any(math.isnan(d) for d in diffs):
+        return float("nan")
+    return max(diffs)
+
+
+def within(value, tol):
+    return not math.isnan(value) and value <= tol  # NaN and inf (a diverged loss) never pass
+
+
 def device_key(doc):
-    dev = doc.get("device") or {}
-    return dev.get("type") or doc.get("config", {}).get("device", "?")
+    """'cpu' or 'cuda': an error report has no device object, only config.device, which may read 'cuda:0'."""
+    dev = doc.get("device")
+    key = dev.get("type") if isinstance(dev, dict) else None
+    if not key:
+        config = doc.get("config")
+        key = config.get("device") if isinstance(config, dict) else None
+    return str(key).split(":")[0] if key else "?"
+
+
+# Fields the report reads from a successful run: dotted path → what it must be.
+NEEDED = {"framework.name": str, "framework.version": str, "device.threads": "number",
+          "metrics.throughput.value": "number", "metrics.throughput.unit": str,
+          "metrics.latency_ms.p50": "number", "metrics.latency_ms.p95": "number", "metrics.latency_ms.p99": "number",
+          "metrics.peak_memory_mb.host": "number", "quality.final_loss": "number", "quality.loss_per_epoch": list}
+
+
+def unusable(doc):
+    """Why a run cannot go into the report (a message), or None when it is a usable successful run."""
+    if doc.get("status") != "success":
+        message = doc.get("message")
+        return message if isinstance(message, str) and message else f"status is {doc.get('status')!r}, no message"
+    for path, kind in NEEDED.items():
+        node = doc
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return f"malformed report: status is success but {path} is missing"
+        if not (is_number(node) if kind == "number" else isinstance(node, kind)):
+            return f"malformed report: {path} is {node!r}, not a {kind if kind == 'number' else kind.__name__}"
+    return None
 
 
 def successful(docs):
-    return [d for d in docs if d.get("status") == "success"]
+    return [d for d in docs if unusable(d) is None]
+
+
+def framework_name(doc):
+    fw = doc.get("framework")
+    return fw.get("name", "?") if isinstance(fw, dict) else "?"
 
 
 def speed_row(label, docs):
@@ -58,12 +124,15 @@ def speed_row(label, docs):
     if not ok:
         return None
     tp = [d["metrics"]["throughput"]["value"] for d in ok]
+    # Per repetition (None where that run failed), to pair repetition i of two frameworks.
+    per_rep = [d["metrics"]["throughput"]["value"] if unusable(d) is None else None for d in docs]
     lat = {q: median([d["metrics"]["latency_ms"][q] for d in ok]) for q in ("p50", "p95", "p99")}
     mem = max(d["metrics"]["peak_memory_mb"]["host"] for d in ok)
     dev_mem = [d["metrics"]["peak_memory_mb"].get("device") for d in ok]
     dev_mem = max(dev_mem) if all(v is not None for v in dev_mem) else None
     q = ok[0]["quality"]
-    return {"label": label, "throughput": tp, "median": median(tp), "unit": ok[0]["metrics"]["throughput"]["unit"],
+    return {"label": label, "throughput": tp, "per_rep": per_rep, "median": median(tp),
+            "unit": ok[0]["metrics"]["throughput"]["unit"],
             "latency": lat, "host_mb": mem, "device_mb": dev_mem, "final_loss": q["final_loss"],
             "train_accuracy": q.get("train_accuracy"), "test_accuracy": q.get("test_accuracy"),
             "threads": ok[0]["device"].get("threads"), "version": ok[0]["framework"]["version"]}
@@ -76,23 +145,29 @@ def parity(f, p):
     fs, ps = fq.get("loss_per_step") or [], pq.get("loss_per_step") or []
     n = min(STEP_COUNT, len(fs), len(ps))
     if n:
-        worst = max(rel_diff(fs[i], ps[i]) for i in range(n))
-        checks.append((f"first {n} step losses, max relative difference", worst, STEP_TOL, worst <= STEP_TOL))
+        w = worst(rel_diff(fs[i], ps[i]) for i in range(n))
+        checks.append((f"first {n} step losses, max relative difference", w, STEP_TOL, within(w, STEP_TOL)))
     else:
-        checks.append(("per-step losses", float("nan"), STEP_TOL, False))
+        checks.append((f"per-step losses missing (ferrite {len(fs)}, PyTorch {len(ps)} steps): not comparable",
+                       float("nan"), STEP_TOL, False))
     fe, pe = fq.get("loss_per_epoch") or [], pq.get("loss_per_epoch") or []
     if fe and len(fe) == len(pe):
-        worst = max(rel_diff(a, b) for a, b in zip(fe, pe))
-        checks.append((f"{len(fe)} epoch mean losses, max relative difference", worst, EPOCH_TOL, worst <= EPOCH_TOL))
+        w = worst(rel_diff(a, b) for a, b in zip(fe, pe))
+        checks.append((f"{len(fe)} epoch mean losses, max relative difference", w, EPOCH_TOL, within(w, EPOCH_TOL)))
     else:
-        checks.append((f"epoch losses ({len(fe)} vs {len(pe)} epochs)", float("nan"), EPOCH_TOL, False))
+        checks.append((f"epoch losses: ferrite has {len(fe)}, PyTorch {len(pe)} epochs: not comparable",
+                       float("nan"), EPOCH_TOL, False))
     for key in ("train_accuracy", "test_accuracy"):
         a, b = fq.get(key), pq.get(key)
-        if a is not None and b is not None:
+        name = key.replace("_", " ")
+        if is_number(a) and is_number(b):
             d = abs(a - b)
-            checks.append((f"{key.replace('_', ' ')}, absolute difference", d, ACCURACY_TOL, d <= ACCURACY_TOL))
+            checks.append((f"{name}, absolute difference", d, ACCURACY_TOL, within(d, ACCURACY_TOL)))
+        elif a is not None or b is not None:  # one side reports it, the other does not: cannot vouch for it
+            checks.append((f"{name}: ferrite {fmt_acc(a)}, PyTorch {fmt_acc(b)}: not comparable",
+                           float("nan"), ACCURACY_TOL, False))
     if fs and ps and len(fs) == len(ps):
-        whole = max(rel_diff(a, b) for a, b in zip(fs, ps))
+        whole = worst(rel_diff(a, b) for a, b in zip(fs, ps))
         checks.append((f"all {len(fs)} step losses, max relative difference (informational)", whole, None, True))
     return checks
 
@@ -102,8 +177,15 @@ def charts(out_dir, rows, curves):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        return [], "charts skipped: matplotlib is not installed"
+    except Exception as e:  # ImportError, or a broken install (e.g. a numpy ABI mismatch)
+        return [], f"Charts skipped: matplotlib is not installed or does not import ({type(e).__name__}: {e})."
+    try:
+        return draw_charts(plt, out_dir, rows, curves), ""
+    except Exception as e:  # a chart is a nicety: never lose the report over one
+        return [], f"Charts skipped: drawing failed ({type(e).__name__}: {e})."
+
+
+def draw_charts(plt, out_dir, rows, curves):
     files = []
     for device, drows in rows.items():
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -120,6 +202,8 @@ def charts(out_dir, rows, curves):
         plt.close(fig)
         files.append(name)
     for device, (f_steps, p_steps) in curves.items():
+        if not f_steps or not p_steps:
+            continue
         fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.plot(f_steps, label="ferrite", lw=1.2)
         ax.plot(p_steps, label="pytorch", lw=1.2, ls="--")
@@ -133,7 +217,7 @@ def charts(out_dir, rows, curves):
         fig.savefig(os.path.join(out_dir, name), dpi=120)
         plt.close(fig)
         files.append(name)
-    return files, ""
+    return files
 
 
 def fmt_tp(r):
@@ -141,28 +225,42 @@ def fmt_tp(r):
 
 
 def fmt_acc(v):
-    return "–" if v is None else f"{100 * v:.2f} %"
+    return f"{100 * v:.2f} %" if is_number(v) else "–"
+
+
+def fmt_ratio(fr, other):
+    """'4.00× …' of medians plus the spread of per-repetition ratios, pairing repetition i with repetition i."""
+    if not other["median"] > 0:
+        return f"ratio undefined ({other['label']} throughput median is {other['median']:g})"
+    ratio = fr["median"] / other["median"]
+    pairs = [a / b for a, b in zip(fr["per_rep"], other["per_rep"]) if a is not None and b is not None and b > 0]
+    spread = f" (per-repetition ratios {min(pairs):.2f}–{max(pairs):.2f}, n = {len(pairs)})" if pairs else ""
+    faster = "faster" if ratio > 1 else "slower" if ratio < 1 else "equal"
+    return f"ferrite's throughput is {ratio:.2f}× that of {other['label']} ({faster}){spread}"
 
 
 def build_report(ferrite, pytorch, compiled, title, command):
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Produced by `{command}`.", ""]
-    env = (ferrite or pytorch)[0]["env"]
-    lines += [f"Machine: {env['cpu']}, {env['cores']} logical cores; {env.get('os', '')}; "
-              f"ferrite commit `{env['git_commit'][:12]}`, run at {env['timestamp']}.", ""]
+    env = (ferrite or pytorch)[0].get("env")
+    env = env if isinstance(env, dict) else {}
+    lines += [f"Machine: {env.get('cpu', '?')}, {env.get('cores', '?')} logical cores; {env.get('os', '?')}; "
+              f"ferrite commit `{str(env.get('git_commit', '?'))[:12]}`, run at {env.get('timestamp', '?')}.", ""]
     lines += ["Both frameworks trained the same model from the same initial weights on the same batches in the "
               "same order, with the same thread count, alternating runs (ferrite, PyTorch, ferrite, …). Warm-up "
               "steps are excluded; throughput is the median over epochs of one run, and the table shows the "
               "median over repetitions with the min–max range.", ""]
     failed = False
-    errors = [d for d in ferrite + pytorch + compiled if d.get("status") != "success"]
+    errors = [d for d in ferrite + pytorch + compiled if unusable(d) is not None]
     for d in errors:
-        lines.append(f"- **{d['framework']['name']} run failed** ({os.path.basename(d['_path'])}): {d.get('message', '?')}")
+        lines.append(f"- **{framework_name(d)} run failed** on {device_key(d)} ({os.path.basename(d['_path'])}): "
+                     f"{unusable(d)}")
         failed = True
     if errors:
         lines.append("")
     rows, curves, verdicts = {}, {}, []
+    problems = [f"{len(errors)} run(s) failed"] if errors else []  # for the closing one-line result
     devices = sorted({device_key(d) for d in ferrite + pytorch})
     for device in devices:
         fd = [d for d in ferrite if device_key(d) == device]
@@ -171,6 +269,11 @@ def build_report(ferrite, pytorch, compiled, title, command):
         drows = [r for r in (speed_row("ferrite", fd), speed_row("PyTorch eager", pd),
                              speed_row("PyTorch torch.compile", cd)) if r]
         if not drows:
+            verdict = f"**parity ({device}):** NOT CHECKED — no successful run on {device}."
+            lines += [f"## {device}", "", verdict, ""]
+            verdicts.append(verdict)
+            problems.append(f"parity on {device} not checked")
+            failed = True
             continue
         rows[device] = drows
         lines += [f"## {device}", "",
@@ -188,26 +291,39 @@ def build_report(ferrite, pytorch, compiled, title, command):
         for other in [r for r in drows if r["label"] != "ferrite"]:
             if not fr:
                 break
-            pairs = [a / b for a, b in zip(fr["throughput"], other["throughput"])]
-            ratio = fr["median"] / other["median"]
-            spread = f" (per-repetition ratios {min(pairs):.2f}–{max(pairs):.2f}, n = {len(pairs)})" if pairs else ""
-            verdict = f"**speed ({device}, vs {other['label']}):** ferrite is {ratio:.2f}× {other['label']}{spread}."
+            verdict = f"**speed ({device}, vs {other['label']}):** {fmt_ratio(fr, other)}."
             lines += [verdict, ""]
             verdicts.append(verdict)
         fs, ps = successful(fd), successful(pd)
-        if fs and ps:
+        if not (fs and ps):
+            missing = "ferrite" if not fs else "PyTorch eager"
+            verdict = f"**parity ({device}):** NOT CHECKED — no successful {missing} run on {device} to compare with."
+            lines += [verdict, ""]
+            verdicts.append(verdict)
+            problems.append(f"parity on {device} not checked")
+            failed = True
+        else:
             checks = parity(fs[0], ps[0])
-            lines += ["| parity check | value | tolerance | ok |", "|---|---|---|---|"]
+            lines += [f"Parity compares `{os.path.basename(fs[0]['_path'])}` with `{os.path.basename(ps[0]['_path'])}`.",
+                      "", "| parity check | value | tolerance | ok |", "|---|---|---|---|"]
             for name, value, tol, ok in checks:
                 tol_s = "–" if tol is None else f"{tol:g}"
-                lines.append(f"| {name} | {value:.3g} | {tol_s} | {'yes' if ok else '**NO**'} |")
+                value_s = "–" if math.isnan(value) and "not comparable" in name else f"{value:.3g}"
+                lines.append(f"| {name} | {value_s} | {tol_s} | {'yes' if ok else '**NO**'} |")
             ok_all = all(ok for _, _, _, ok in checks)
-            failed |= not ok_all
-            verdict = (f"**parity ({device}):** {'PASS' if ok_all else 'FAIL'} — ferrite and PyTorch "
-                       f"{'agree' if ok_all else 'disagree'} within the stated fp32 tolerances.")
+            if not ok_all:
+                failed = True
+                problems.append(f"parity on {device} failed")
+            verdict = (f"**parity ({device}):** PASS — ferrite and PyTorch agree within the stated fp32 tolerances."
+                       if ok_all else f"**parity ({device}):** FAIL — ferrite and PyTorch differ beyond the stated "
+                       "fp32 tolerances, or could not be compared (rows marked NO).")
             lines += ["", verdict, ""]
             verdicts.append(verdict)
             curves[device] = (fs[0]["quality"].get("loss_per_step") or [], ps[0]["quality"].get("loss_per_step") or [])
+    if failed:
+        lines += [f"**Result: FAIL** — {'; '.join(problems)}.", ""]
+    else:
+        lines += ["**Result: PASS** — every run succeeded and parity holds (speed is reported, not judged).", ""]
     return lines, rows, curves, verdicts, failed
 
 
@@ -222,18 +338,23 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         ferrite, pytorch, compiled = load(args.ferrite), load(args.pytorch), load(args.torch_compile)
-    except (OSError, json.JSONDecodeError) as e:
+    except InputError as e:
         print(f"compare.py: cannot read input: {e}", file=sys.stderr)
         return 2
     lines, rows, curves, verdicts, failed = build_report(ferrite, pytorch, compiled, args.title, args.command)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        files, note = charts(args.out, rows, curves)
-        lines += ["## Charts", ""] + [f"![{f}]({f})" for f in files] + ([note] if note else []) + [""]
-        lines += ["## Raw results", ""] + [f"- `{os.path.basename(d['_path'])}` ({d['framework']['name']}, {d['status']})"
-                                           for d in ferrite + pytorch + compiled] + [""]
-        with open(os.path.join(args.out, "report.md"), "w") as f:
-            f.write("\n".join(lines))
+        try:
+            os.makedirs(args.out, exist_ok=True)
+            files, note = charts(args.out, rows, curves)
+            lines += ["## Charts", ""] + [f"![{f}]({f})" for f in files] + ([note] if note else []) + [""]
+            lines += ["## Raw results", ""] + [f"- `{os.path.basename(d['_path'])}` ({framework_name(d)}, "
+                                               f"{d.get('status', '?')})" for d in ferrite + pytorch + compiled] + [""]
+            with open(os.path.join(args.out, "report.md"), "w", encoding="utf-8") as f:
+                f.write("\n".join(lines))
+        except OSError as e:
+            print("\n".join(lines))
+            print(f"compare.py: cannot write the report to {args.out}: {e}", file=sys.stderr)
+            return 2
     print("\n".join(lines))
     return 1 if failed else 0
 

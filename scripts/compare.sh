@@ -6,12 +6,14 @@
 # Builds ferrite if needed; gets a python with torch from scripts/setup-compare.sh ($FERRITE_PYTHON to use
 # an existing one); exports the initial weights, data and batch order from ferrite; then runs ferrite and
 # PyTorch alternately (A B A B …) N times each per device, with equal threads; writes every raw JSON,
-# report.md and PNG charts to results/<benchmark>-<timestamp>/ and prints the report.
+# report.md and PNG charts to results/<benchmark>-<timestamp>/ and prints the report. EXTRA BENCH FLAGS go
+# to ferrite and, except the data flags (--samples, --test-samples, --data-dir), to PyTorch, which reads the
+# data ferrite exported. Each run's stderr is kept in <run>.log next to its JSON.
 # Exit status: non-zero if a run failed or parity failed (not when ferrite is slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 bench=$1; shift
 device=cpu reps=5 compile=0 extra=()
@@ -39,32 +41,76 @@ mkdir -p "$out"
 devices=("$device")
 [ "$device" = all ] && devices=(cpu cuda)
 
-status=0
-common=(--threads "$threads" --quiet "${extra[@]}")
-"$exe" "${common[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" --export-data "$out/data.safetensors" \
-  --json "$out/export-run.json" >/dev/null
+# PyTorch reads the data from ferrite's export: the flags that pick the data are ferrite's alone.
+pytorch_extra=() skip=0
+for a in "${extra[@]}"; do
+  if [ $skip = 1 ]; then skip=0; continue; fi
+  case "$a" in
+    --samples|--test-samples|--data-dir) skip=1 ;;
+    --samples=*|--test-samples=*|--data-dir=*) ;;
+    *) pytorch_extra+=("$a") ;;
+  esac
+done
+
+status=0 missing=()
+# run NAME JSON CMD...: runs CMD with stderr in JSON's .log; a run that leaves no JSON is recorded in missing.
+run() {
+  local name=$1 json=$2 log=${2%.json}.log; shift 2
+  "$@" >/dev/null 2>"$log" || status=1
+  if [ ! -s "$json" ]; then
+    local why; why=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 || true)
+    missing+=("$name wrote no JSON report: ${why:-no message} (log: $log)")
+    echo "compare.sh: ${missing[-1]}" >&2
+    status=1
+  fi
+}
+common=(--threads "$threads" --quiet)
+if ! "$exe" "${common[@]}" "${extra[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" \
+     --export-data "$out/data.safetensors" --json "$out/export-run.json" >/dev/null 2>"$out/export-run.log"; then
+  echo "compare.sh: exporting the initial weights and data failed (log: $out/export-run.log):" >&2
+  tail -n 5 "$out/export-run.log" >&2
+  exit 1
+fi
 ferrite_json=() pytorch_json=() compile_json=()
 for dev in "${devices[@]}"; do
   for i in $(seq 1 "$reps"); do
     echo "compare.sh: $dev repetition $i/$reps" >&2
     f=$out/ferrite-$dev-$i.json p=$out/pytorch-$dev-$i.json
-    "$exe" "${common[@]}" --device "$dev" --init-from "$out/init.safetensors" --json "$f" >/dev/null || true
-    "$py" scripts/pytorch/$bench.py "${common[@]}" --device "$dev" --init-from "$out/init.safetensors" \
-      --data-from "$out/data.safetensors" --json "$p" >/dev/null || status=1
-    ferrite_json+=("$f"); [ -f "$p" ] && pytorch_json+=("$p")
+    run "ferrite ($dev, repetition $i)" "$f" \
+      "$exe" "${common[@]}" "${extra[@]}" --device "$dev" --init-from "$out/init.safetensors" --json "$f"
+    run "PyTorch eager ($dev, repetition $i)" "$p" \
+      "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" --device "$dev" \
+      --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$p"
+    [ -s "$f" ] && ferrite_json+=("$f")
+    [ -s "$p" ] && pytorch_json+=("$p")
     if [ "$compile" = 1 ]; then
       c=$out/pytorch-compile-$dev-$i.json
-      "$py" scripts/pytorch/$bench.py "${common[@]}" --device "$dev" --compile --init-from "$out/init.safetensors" \
-        --data-from "$out/data.safetensors" --json "$c" >/dev/null || status=1
-      [ -f "$c" ] && compile_json+=("$c")
+      run "PyTorch torch.compile ($dev, repetition $i)" "$c" \
+        "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" --device "$dev" --compile \
+        --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$c"
+      [ -s "$c" ] && compile_json+=("$c")
     fi
   done
 done
-[ ${#pytorch_json[@]} -gt 0 ] || { echo "compare.sh: every PyTorch run failed" >&2; exit 1; }
+if [ ${#ferrite_json[@]} -eq 0 ] || [ ${#pytorch_json[@]} -eq 0 ]; then
+  echo "compare.sh: no report: every $([ ${#ferrite_json[@]} -eq 0 ] && echo ferrite || echo PyTorch) run failed" \
+       "without a JSON report (logs in $out)" >&2
+  exit 1
+fi
 compile_args=()
 [ ${#compile_json[@]} -gt 0 ] && compile_args=(--torch-compile "${compile_json[@]}")
+command="scripts/compare.sh $bench --device $device --reps $reps"
+[ "$compile" = 1 ] && command+=" --torch-compile"
+[ ${#extra[@]} -gt 0 ] && command+=" -- ${extra[*]}"
 "$py" scripts/compare.py --ferrite "${ferrite_json[@]}" --pytorch "${pytorch_json[@]}" "${compile_args[@]}" \
-  --out "$out" --title "$bench: ferrite vs PyTorch" \
-  --command "scripts/compare.sh $bench --device $device --reps $reps$([ $compile = 1 ] && echo ' --torch-compile')" || status=1
+  --out "$out" --title "$bench: ferrite vs PyTorch" --command "$command" || status=1
+if [ ${#missing[@]} -gt 0 ]; then  # runs that crashed before writing JSON: compare.py never saw them
+  {
+    printf '\n## Runs without a JSON report\n\n'
+    printf -- '- %s\n' "${missing[@]}"
+    printf '\n**Result: FAIL** — %d run(s) ended without a JSON report (not counted in the result above).\n' \
+      "${#missing[@]}"
+  } | tee -a "$out/report.md"
+fi
 echo "compare.sh: report in $out/report.md" >&2
 exit $status

@@ -42,7 +42,8 @@ struct MlpParams {
       }
       numel += s.numel();
     }
-    for (std::size_t i = 0; i < values.size(); ++i) list.push_back({names[i], &values[i], &grads[i]});
+    for (std::size_t i = 0; i < values.size(); ++i)
+      list.push_back({names[i], &values[i], &grads[i]});
   }
 };
 
@@ -66,15 +67,29 @@ void run_step(benchmark::State& state, Make make, int arrays_touched) {
 }
 
 void adam_step(benchmark::State& state) {
-  run_step(state, [](nn::ParameterList& l) { return std::make_unique<optim::Adam>(optim::Adam::create(l).value()); }, 7);
+  run_step(
+      state,
+      [](nn::ParameterList& l) {
+        return std::make_unique<optim::Adam>(optim::Adam::create(l).value());
+      },
+      7);
 }
 void adamw_step(benchmark::State& state) {
-  run_step(state, [](nn::ParameterList& l) { return std::make_unique<optim::AdamW>(optim::AdamW::create(l).value()); }, 7);
+  run_step(
+      state,
+      [](nn::ParameterList& l) {
+        return std::make_unique<optim::AdamW>(optim::AdamW::create(l).value());
+      },
+      7);
 }
 void sgd_momentum_step(benchmark::State& state) {
-  run_step(state, [](nn::ParameterList& l) {
-    return std::make_unique<optim::SGD>(optim::SGD::create(l, {.lr = 0.01, .momentum = 0.9}).value());
-  }, 5);
+  run_step(
+      state,
+      [](nn::ParameterList& l) {
+        return std::make_unique<optim::SGD>(
+            optim::SGD::create(l, {.lr = 0.01, .momentum = 0.9}).value());
+      },
+      5);
 }
 
 // The scalar oracle on the same tensors, one thread: what the fused SIMD pass buys.
@@ -90,9 +105,9 @@ void adam_reference_step(benchmark::State& state) {
   for (auto _ : state) {
     ++step;
     for (std::size_t i = 0; i < mlp.values.size(); ++i)
-      optim::reference::adam_step(mlp.values[i].data<float>(), mlp.grads[i].data<float>(), m[i].data(),
-                                  v[i].data(), nullptr, mlp.values[i].numel(), options, options.lr,
-                                  false, step);
+      optim::reference::adam_step(mlp.values[i].data<float>(), mlp.grads[i].data<float>(),
+                                  m[i].data(), v[i].data(), nullptr, mlp.values[i].numel(), options,
+                                  options.lr, false, step);
     benchmark::ClobberMemory();
   }
   set_counters(state, mlp.numel, 7);

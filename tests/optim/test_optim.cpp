@@ -1,6 +1,6 @@
 // Optimizers: SGD, Adam, AdamW against (1) the textbook formulas evaluated in double, (2) literal
-// numbers produced by torch 2.5.1, (3) the scalar reference (bit for bit, odd sizes, parallel path),
-// plus validation, state access and thread-count independence.
+// numbers produced by torch 2.5.1, (3) the scalar reference (bit for bit, odd sizes, parallel
+// path), plus validation, state access and thread-count independence.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -74,8 +74,8 @@ std::int64_t ulp_distance(float a, float b) {
 constexpr std::int64_t kExact = 0;
 constexpr double kNoFmaAbsTolerance = optim::detail::kHardwareFma ? 0.0 : 1e-6;
 
-void expect_ulps(const std::vector<float>& got, const std::vector<float>& want, std::int64_t max_ulps,
-                 const std::string& what) {
+void expect_ulps(const std::vector<float>& got, const std::vector<float>& want,
+                 std::int64_t max_ulps, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (std::size_t i = 0; i < got.size(); ++i)
     EXPECT_TRUE(ulp_distance(got[i], want[i]) <= max_ulps ||
@@ -89,7 +89,8 @@ const std::vector<std::vector<float>> kGrads = {{0.1f, -0.2f, 0.3f, 1e-3f, -4.0f
                                                 {-0.05f, 0.4f, 0.25f, 2e-3f, 3.0f},
                                                 {0.2f, 0.1f, -0.6f, -1e-3f, 0.5f}};
 
-// ---- (1) textbook formulas in double --------------------------------------------------------------
+// ---- (1) textbook formulas in double
+// --------------------------------------------------------------
 
 struct DoubleSGD {
   double lr, momentum, dampening, wd;
@@ -134,10 +135,12 @@ struct DoubleAdam {
   }
 };
 
-void expect_close(const std::vector<float>& got, const std::vector<double>& want, const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<double>& want,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size());
   for (std::size_t i = 0; i < got.size(); ++i)
-    EXPECT_NEAR(got[i], want[i], 2e-6 * std::max(1.0, std::abs(want[i]))) << what << "[" << i << "]";
+    EXPECT_NEAR(got[i], want[i], 2e-6 * std::max(1.0, std::abs(want[i])))
+        << what << "[" << i << "]";
 }
 
 TEST(OptimHand, SGDPlainMomentumDampeningNesterov) {
@@ -173,7 +176,7 @@ TEST(OptimHand, SGDFirstStepTakesGradientWithoutDampening) {
   auto sgd = SGD::create(ps.list, {.lr = 1.0, .momentum = 0.9, .dampening = 0.5}).value();
   ps.set_grad(0, {2.0f});
   ASSERT_TRUE(sgd.step().ok());
-  EXPECT_EQ(ps.value(0)[0], -1.0f);                        // 1 - 1 * 2
+  EXPECT_EQ(ps.value(0)[0], -1.0f);  // 1 - 1 * 2
   EXPECT_EQ(as_vector(sgd.state("p0", "momentum_buffer"))[0], 2.0f);
   ps.set_grad(0, {4.0f});
   ASSERT_TRUE(sgd.step().ok());
@@ -197,14 +200,13 @@ TEST(OptimHand, AdamAndAdamW) {
     auto ps = Params::make({kP0});
     std::unique_ptr<optim::Optimizer> opt;
     if (c.decoupled)
-      opt = std::make_unique<AdamW>(
-          AdamW::create(ps.list, {c.o.lr, c.o.beta1, c.o.beta2, c.o.eps, c.o.weight_decay,
-                                  c.o.amsgrad, false})
-              .value());
+      opt = std::make_unique<AdamW>(AdamW::create(ps.list, {c.o.lr, c.o.beta1, c.o.beta2, c.o.eps,
+                                                            c.o.weight_decay, c.o.amsgrad, false})
+                                        .value());
     else
       opt = std::make_unique<Adam>(Adam::create(ps.list, c.o).value());
-    DoubleAdam ref{c.o.lr, c.o.beta1, c.o.beta2, c.o.eps, c.o.weight_decay, c.decoupled, c.o.amsgrad,
-                   {}, {}, {}};
+    DoubleAdam ref{c.o.lr,      c.o.beta1,   c.o.beta2, c.o.eps, c.o.weight_decay,
+                   c.decoupled, c.o.amsgrad, {},        {},      {}};
     std::vector<double> p(kP0.begin(), kP0.end());
     for (int s = 0; s < 3; ++s) {
       ps.set_grad(0, kGrads[s]);
@@ -214,7 +216,8 @@ TEST(OptimHand, AdamAndAdamW) {
     }
     expect_close(as_vector(opt->state("p0", "exp_avg")), ref.m, "exp_avg");
     expect_close(as_vector(opt->state("p0", "exp_avg_sq")), ref.v, "exp_avg_sq");
-    if (c.o.amsgrad) expect_close(as_vector(opt->state("p0", "max_exp_avg_sq")), ref.vmax, "max_exp_avg_sq");
+    if (c.o.amsgrad)
+      expect_close(as_vector(opt->state("p0", "max_exp_avg_sq")), ref.vmax, "max_exp_avg_sq");
   }
 }
 
@@ -230,8 +233,8 @@ TEST(OptimHand, AdamFirstStepIsSignTimesLr) {
 }
 
 TEST(OptimHand, AdamEpsIsAddedAfterBiasCorrection) {
-  // |g| = eps: step 1 has m_hat = g, sqrt(v_hat) = |g|, so the update is lr * g / (|g| + eps) = lr / 2.
-  // Adding eps before dividing by sqrt(1 - b2) would give about lr / 33 instead.
+  // |g| = eps: step 1 has m_hat = g, sqrt(v_hat) = |g|, so the update is lr * g / (|g| + eps) = lr
+  // / 2. Adding eps before dividing by sqrt(1 - b2) would give about lr / 33 instead.
   auto ps = Params::make({{1.0f}});
   auto adam = Adam::create(ps.list, {.lr = 0.1, .eps = 1e-8}).value();
   ps.set_grad(0, {1e-8f});
@@ -239,8 +242,9 @@ TEST(OptimHand, AdamEpsIsAddedAfterBiasCorrection) {
   EXPECT_NEAR(ps.value(0)[0], 1.0f - 0.05f, 1e-6);
 }
 
-// ---- (2) literals from torch 2.5.1 ----------------------------------------------------------------
-// Produced on this machine by torch 2.5.1 (PyPI wheel, CPU capability AVX512, one thread):
+// ---- (2) literals from torch 2.5.1
+// ---------------------------------------------------------------- Produced on this machine by
+// torch 2.5.1 (PyPI wheel, CPU capability AVX512, one thread):
 //   p = torch.nn.Parameter(torch.tensor(kP0)); opt = torch.optim.<Kind>([p], **kw)
 //   for g in kGrads: p.grad = torch.tensor(g); opt.step(); print(p, opt.state[p])
 // SGD and Adam's exp_avg / exp_avg_sq agree bit for bit. Adam's weights may differ by a few ulps
@@ -276,7 +280,8 @@ TEST(OptimTorch, SGDMomentumDampeningWeightDecay) {
       {{"momentum_buffer",
         {0.20822987f, 0.155290678f, 0.00562626123f, 0.00140677579f, -0.833987057f}}}};
   auto ps = Params::make({kP0});
-  auto sgd = SGD::create(ps.list, {.lr = 0.1, .momentum = 0.9, .dampening = 0.25, .weight_decay = 0.01});
+  auto sgd =
+      SGD::create(ps.list, {.lr = 0.1, .momentum = 0.9, .dampening = 0.25, .weight_decay = 0.01});
   ASSERT_TRUE(sgd.ok());
   run_torch_case(*sgd, ps, want, kExact, kExact);
 }
@@ -290,7 +295,8 @@ TEST(OptimTorch, SGDNesterov) {
       {{"momentum_buffer",
         {0.343102157f, -0.00919632893f, 0.266290486f, 0.00120268099f, 0.382739484f}}}};
   auto ps = Params::make({kP0});
-  auto sgd = SGD::create(ps.list, {.lr = 0.05, .momentum = 0.8, .weight_decay = 0.1, .nesterov = true});
+  auto sgd =
+      SGD::create(ps.list, {.lr = 0.05, .momentum = 0.8, .weight_decay = 0.1, .nesterov = true});
   ASSERT_TRUE(sgd.ok());
   run_torch_case(*sgd, ps, want, kExact, kExact);
 }
@@ -332,7 +338,8 @@ TEST(OptimTorch, AdamW) {
       {{0.489500016f, -1.23874998f, 1.98800004f, -0.00999989919f, -0.0212187506f},
        {0.486347139f, -1.24117231f, 1.97610033f, -0.0196416583f, -0.0203042813f},
        {0.479279667f, -1.24408758f, 1.97530234f, -0.0238228794f, -0.0202330835f}},
-      {{"exp_avg", {0.0236000009f, 0.0298000015f, -0.0132000009f, 0.000160999989f, -0.00399998995f}},
+      {{"exp_avg",
+        {0.0236000009f, 0.0298000015f, -0.0132000009f, 0.000160999989f, -0.00399998995f}},
        {"exp_avg_sq",
         {5.24775132e-05f, 0.000209760052f, 0.000512257626f, 5.99400174e-09f, 0.0252090171f}}}};
   auto ps = Params::make({kP0});
@@ -341,7 +348,8 @@ TEST(OptimTorch, AdamW) {
   run_torch_case(*adamw, ps, want, 4, kExact);
 }
 
-// ---- (3) fused kernels against the scalar reference -----------------------------------------------
+// ---- (3) fused kernels against the scalar reference
+// -----------------------------------------------
 
 std::vector<float> random_vector(std::int64_t n, std::uint64_t stream, float scale_spread) {
   Philox rng(2024, stream);
@@ -396,23 +404,25 @@ TEST(OptimKernels, AdamMatchesReferenceBitForBit) {
   const Case cases[] = {
       {{}, false},
       {{.lr = 0.01, .weight_decay = 0.1, .maximize = true}, false},
-      {{.lr = 0.01, .beta1 = 0.3, .beta2 = 0.5, .eps = 1e-6, .amsgrad = true}, false},  // lerp w >= 0.5
+      {{.lr = 0.01, .beta1 = 0.3, .beta2 = 0.5, .eps = 1e-6, .amsgrad = true},
+       false},  // lerp w >= 0.5
       {{.lr = 0.01, .weight_decay = 0.01}, true},
       {{.lr = 0.003, .beta1 = 0.8, .beta2 = 0.99, .weight_decay = 0.3, .amsgrad = true}, true},
   };
   for (const auto& c : cases)
     for (std::int64_t n : kOddSizes) {
-      const std::string what = "n=" + std::to_string(n) + " decoupled=" + std::to_string(c.decoupled) +
+      const std::string what = "n=" + std::to_string(n) +
+                               " decoupled=" + std::to_string(c.decoupled) +
                                " amsgrad=" + std::to_string(c.o.amsgrad);
       auto ps = Params::make({random_vector(n, 2, 7.0f)});
       const auto un = static_cast<std::size_t>(n);
       std::vector<float> p = ps.value(0), m(un, 0.f), v(un, 0.f), vmax(un, 0.f);
       std::unique_ptr<Adam> adam;
       if (c.decoupled)
-        adam = std::make_unique<AdamW>(AdamW::create(ps.list, {c.o.lr, c.o.beta1, c.o.beta2, c.o.eps,
-                                                               c.o.weight_decay, c.o.amsgrad,
-                                                               c.o.maximize})
-                                           .value());
+        adam = std::make_unique<AdamW>(
+            AdamW::create(ps.list, {c.o.lr, c.o.beta1, c.o.beta2, c.o.eps, c.o.weight_decay,
+                                    c.o.amsgrad, c.o.maximize})
+                .value());
       else
         adam = std::make_unique<Adam>(Adam::create(ps.list, c.o).value());
       for (int s = 1; s <= 3; ++s) {
@@ -446,7 +456,8 @@ TEST(OptimKernels, DivideByConstantEqualsFloatDivision) {
   constants.push_back(std::nextafter(1.0f, 0.0f));
 
   std::vector<float> xs;
-  for (std::uint32_t exponent : {127u - 75u, 127u, 127u + 63u})  // [2^-75, 2^-74), [1, 2), [2^63, 2^64)
+  for (std::uint32_t exponent :
+       {127u - 75u, 127u, 127u + 63u})  // [2^-75, 2^-74), [1, 2), [2^63, 2^64)
     for (std::uint32_t mantissa = 0; mantissa < (1u << 23); mantissa += 1) {
       const std::uint32_t bits = (exponent << 23) | mantissa;
       float x;
@@ -454,7 +465,8 @@ TEST(OptimKernels, DivideByConstantEqualsFloatDivision) {
       xs.push_back(x);
     }
   for (std::uint64_t i = 0; i < (1u << 20); ++i) {  // random x in [2^-75, 2^64)
-    const std::uint32_t bits = ((127u - 75u + rng.word(i) % 139u) << 23) | (rng.word(i + (1u << 21)) >> 9);
+    const std::uint32_t bits =
+        ((127u - 75u + rng.word(i) % 139u) << 23) | (rng.word(i + (1u << 21)) >> 9);
     float x;
     std::memcpy(&x, &bits, 4);
     xs.push_back(x);
@@ -485,10 +497,12 @@ TEST(OptimKernels, ManyParametersParallelMatchReference) {
   cpu::ThreadLimit limit(2);
   const std::vector<std::int64_t> sizes = {17, 70001, 0, 1, 300, 15};
   std::vector<std::vector<float>> init;
-  for (std::size_t i = 0; i < sizes.size(); ++i) init.push_back(random_vector(sizes[i], 40 + i, 7.0f));
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    init.push_back(random_vector(sizes[i], 40 + i, 7.0f));
   auto ps = Params::make(init);
   const AdamOptions o{.lr = 0.01, .weight_decay = 0.05, .amsgrad = true};
-  auto adamw = AdamW::create(ps.list, {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, false});
+  auto adamw =
+      AdamW::create(ps.list, {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, false});
   ASSERT_TRUE(adamw.ok()) << adamw.error().to_string();
   std::vector<std::vector<float>> p = init, m, v, vmax;
   for (auto n : sizes) {
@@ -520,15 +534,18 @@ TEST(OptimKernels, ResultsDoNotDependOnThreadCount) {
   auto run = [&](int threads, bool adamw) {
     cpu::ThreadLimit limit(threads);
     std::vector<std::vector<float>> init;
-    for (std::size_t i = 0; i < sizes.size(); ++i) init.push_back(random_vector(sizes[i], 30 + i, 6.0f));
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      init.push_back(random_vector(sizes[i], 30 + i, 6.0f));
     auto ps = Params::make(init);
     std::unique_ptr<optim::Optimizer> opt;
     if (adamw)
       opt = std::make_unique<AdamW>(AdamW::create(ps.list).value());
     else
-      opt = std::make_unique<SGD>(SGD::create(ps.list, {.lr = 0.01, .momentum = 0.9, .nesterov = true}).value());
+      opt = std::make_unique<SGD>(
+          SGD::create(ps.list, {.lr = 0.01, .momentum = 0.9, .nesterov = true}).value());
     for (int s = 0; s < 3; ++s) {
-      for (std::size_t i = 0; i < sizes.size(); ++i) ps.set_grad(i, random_vector(sizes[i], 100 * s + i, 6.0f));
+      for (std::size_t i = 0; i < sizes.size(); ++i)
+        ps.set_grad(i, random_vector(sizes[i], 100 * s + i, 6.0f));
       EXPECT_TRUE(opt->step().ok());
     }
     std::vector<float> all;
@@ -559,8 +576,9 @@ TEST(OptimApi, InvalidOptionsAreInvalidArgument) {
   expect_invalid(SGD::create(ps.list, {.lr = 0.1, .momentum = -0.5}), "negative momentum");
   expect_invalid(SGD::create(ps.list, {.lr = 0.1, .weight_decay = -1}), "negative weight decay");
   expect_invalid(SGD::create(ps.list, {.lr = 0.1, .nesterov = true}), "nesterov without momentum");
-  expect_invalid(SGD::create(ps.list, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
-                 "nesterov with dampening");
+  expect_invalid(
+      SGD::create(ps.list, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .nesterov = true}),
+      "nesterov with dampening");
   expect_invalid(Adam::create(ps.list, {.lr = -1e-3}), "adam negative lr");
   expect_invalid(Adam::create(ps.list, {.beta1 = 1.0}), "beta1 = 1");
   expect_invalid(Adam::create(ps.list, {.beta1 = -0.1}), "beta1 < 0");
@@ -581,7 +599,8 @@ TEST(OptimApi, ParameterErrorsNameTheParameter) {
   auto adam = Adam::create(list);
   ASSERT_FALSE(adam.ok());
   EXPECT_EQ(adam.error().code, ErrorCode::shape_mismatch);
-  EXPECT_NE(adam.error().to_string().find("fc1.weight"), std::string::npos) << adam.error().to_string();
+  EXPECT_NE(adam.error().to_string().find("fc1.weight"), std::string::npos)
+      << adam.error().to_string();
   EXPECT_NE(adam.error().shapes.find("[3, 4]"), std::string::npos);
 
   auto sgd = SGD::create({{"fc2.bias", &value, nullptr}}, {.lr = 0.1});
@@ -611,7 +630,8 @@ TEST(OptimApi, StepRefusesAParameterThatChangedShape) {
 TEST(OptimApi, ZeroGradStateLrAndStepCount) {
   auto ps = Params::make({{1.0f, 2.0f, 3.0f}, {4.0f}});
   auto adam = Adam::create(ps.list, {.lr = 0.1, .amsgrad = true}).value();
-  EXPECT_EQ(adam.state_keys(), (std::vector<std::string>{"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}));
+  EXPECT_EQ(adam.state_keys(),
+            (std::vector<std::string>{"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}));
   ASSERT_NE(adam.state("p1", "exp_avg_sq"), nullptr);
   EXPECT_EQ(adam.state("p1", "exp_avg_sq")->shape(), (Shape{1}));
   EXPECT_EQ(adam.state("p2", "exp_avg"), nullptr);

@@ -6,6 +6,9 @@
 //
 // Every update is elementwise and the SIMD body and the scalar tail compute the same float
 // operations in the same order, so results are bit-identical whatever the thread count or chunking.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,9 +18,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <xsimd/xsimd.hpp>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -42,9 +42,9 @@ inline constexpr std::int64_t kGrainBlocks = 16;
 
 // Forces `x` to be rounded to float here. PyTorch runs each tensor op of an optimizer as its own
 // kernel, so a product such as `v * beta2` is rounded before the following add; GCC's default
-// -ffp-contract=fast would otherwise fuse our product and add into one FMA (one rounding fewer) and,
-// worse, might do so differently in the SIMD body and the scalar tail. The empty asm makes the value
-// opaque to the optimizer at zero cost (it stays in its register).
+// -ffp-contract=fast would otherwise fuse our product and add into one FMA (one rounding fewer)
+// and, worse, might do so differently in the SIMD body and the scalar tail. The empty asm makes the
+// value opaque to the optimizer at zero cost (it stays in its register).
 template <class T>
 inline T rounded(T x) noexcept {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -77,17 +77,17 @@ inline constexpr bool kHardwareFma = true;
 inline constexpr bool kHardwareFma = false;
 #endif
 
-// a * b + c, PyTorch's vec::fmadd: one rounding where the hardware has FMA (as PyTorch's AVX2/AVX512
-// kernels), two where it has not (as PyTorch's DEFAULT kernels and xsimd's fallback), so that the
-// scalar tail always agrees with the SIMD body.
+// a * b + c, PyTorch's vec::fmadd: one rounding where the hardware has FMA (as PyTorch's
+// AVX2/AVX512 kernels), two where it has not (as PyTorch's DEFAULT kernels and xsimd's fallback),
+// so that the scalar tail always agrees with the SIMD body.
 inline float fused_mul_add(float a, float b, float c) noexcept {
   if constexpr (kHardwareFma)
     return std::fma(a, b, c);
   else
     return rounded(a * b) + c;
 }
-// xsimd 8.1 has no AVX-512 fma kernel: its generic fallback is x * y + z, fused only if the compiler
-// happens to contract it (GCC does, clang does not). So call the FMA intrinsics ourselves.
+// xsimd 8.1 has no AVX-512 fma kernel: its generic fallback is x * y + z, fused only if the
+// compiler happens to contract it (GCC does, clang does not). So call the FMA intrinsics ourselves.
 template <class B>
 inline B fused_mul_add(const B& a, const B& b, const B& c) noexcept {
   static_assert(std::is_same_v<typename B::value_type, float>);
@@ -105,9 +105,9 @@ inline B fused_mul_add(const B& a, const B& b, const B& c) noexcept {
 // Rejects NaN and infinities as well as negatives: `!(x >= 0)` is true for NaN.
 inline Status check_non_negative(std::string_view op, std::string_view what, double x) {
   if (!(x >= 0.0) || !std::isfinite(x))
-    return make_error(ErrorCode::invalid_argument, std::string(op),
-                      "invalid " + std::string(what) + ": " + std::to_string(x) +
-                          " (must be finite and >= 0)");
+    return make_error(
+        ErrorCode::invalid_argument, std::string(op),
+        "invalid " + std::string(what) + ": " + std::to_string(x) + " (must be finite and >= 0)");
   return ok_status();
 }
 
@@ -145,7 +145,8 @@ class Optimizer {
     return ok_status();
   }
 
-  // The state tensor `key` (see state_keys()) of parameter `param_name`; nullptr if either is unknown.
+  // The state tensor `key` (see state_keys()) of parameter `param_name`; nullptr if either is
+  // unknown.
   const Tensor* state(std::string_view param_name, std::string_view key) const noexcept {
     return const_cast<Optimizer*>(this)->state(param_name, key);
   }
@@ -184,9 +185,9 @@ class Optimizer {
     for (std::size_t i = 0; i < params.size(); ++i) {
       const auto& p = params[i];
       if (!p.value || !p.grad)
-        return make_error(ErrorCode::invalid_argument, op_name_,
-                          "parameter '" + p.name + "' has no " + (p.value ? "grad" : "value") +
-                              " tensor");
+        return make_error(
+            ErrorCode::invalid_argument, op_name_,
+            "parameter '" + p.name + "' has no " + (p.value ? "grad" : "value") + " tensor");
       if (p.value->dtype() != DType::f32 || p.grad->dtype() != DType::f32 ||
           !p.value->device().is_cpu() || !p.grad->device().is_cpu())
         return make_error(ErrorCode::unsupported, op_name_,
@@ -204,9 +205,9 @@ class Optimizer {
           return make_error(ErrorCode::invalid_argument, op_name_,
                             "parameter name '" + p.name + "' appears twice");
         if (params[j].value == p.value || params[j].grad == p.grad)
-          return make_error(ErrorCode::invalid_argument, op_name_,
-                            "parameters '" + params[j].name + "' and '" + p.name +
-                                "' share a tensor");
+          return make_error(
+              ErrorCode::invalid_argument, op_name_,
+              "parameters '" + params[j].name + "' and '" + p.name + "' share a tensor");
       }
     }
     state_.clear();
@@ -237,8 +238,8 @@ class Optimizer {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const auto& p = params_[i];
       const Shape& bound = shapes_[i];
-      if (p.value->shape() != bound || p.grad->shape() != bound ||
-          p.value->dtype() != DType::f32 || p.grad->dtype() != DType::f32 ||
+      if (p.value->shape() != bound || p.grad->shape() != bound || p.value->dtype() != DType::f32 ||
+          p.grad->dtype() != DType::f32 ||
           (bound.numel() > 0 && (!p.value->raw_data() || !p.grad->raw_data())))
         return make_error(ErrorCode::shape_mismatch, op_name_ + "::step",
                           "parameter '" + p.name +
@@ -254,9 +255,9 @@ class Optimizer {
   }
 
   // Runs fn(chunk) over all elements of all parameters: serially as one chunk per parameter, or,
-  // when the model is large enough to pay for a fork/join, as TBB tasks over the concatenated blocks
-  // of all parameters (so a big weight and its small bias balance across threads). Any cut gives
-  // the same numbers: the update is elementwise and the SIMD body equals the scalar tail.
+  // when the model is large enough to pay for a fork/join, as TBB tasks over the concatenated
+  // blocks of all parameters (so a big weight and its small bias balance across threads). Any cut
+  // gives the same numbers: the update is elementwise and the SIMD body equals the scalar tail.
   template <class Fn>
   void for_each_chunk(Fn&& fn) const {
     if (total_elements_ < detail::kParallelMinElements || cpu::current_threads() <= 1) {
@@ -283,8 +284,8 @@ class Optimizer {
   std::string op_name_;
   nn::ParameterList params_;
   std::vector<std::string> keys_;
-  std::vector<Tensor> state_;  // [param][key], flattened
-  std::vector<Shape> shapes_;  // each parameter's shape at bind()
+  std::vector<Tensor> state_;                // [param][key], flattened
+  std::vector<Shape> shapes_;                // each parameter's shape at bind()
   std::vector<std::int64_t> block_offsets_;  // [params + 1]: first block of each parameter
   std::int64_t total_elements_ = 0;
   double lr_ = 0.0;

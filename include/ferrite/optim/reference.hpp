@@ -1,7 +1,8 @@
 #pragma once
 // Scalar oracles for the optimizers: plain loops, one PyTorch tensor op per statement, written
 // independently of the fused kernels (which must match them bit for bit, see tests/optim).
-// The per-step scalars are derived here again from the options, in double, as PyTorch's Python does.
+// The per-step scalars are derived here again from the options, in double, as PyTorch's Python
+// does.
 #include <cmath>
 #include <cstdint>
 
@@ -30,7 +31,7 @@ inline void sgd_step(float* p, const float* grad, float* buf, std::int64_t n, co
         buf[i] = g;  // torch.clone(grad)
       } else {
         const float scaled = rounded(buf[i] * momentum);  // buf.mul_(momentum)
-        buf[i] = fmadd(g, alpha, scaled);               // .add_(grad, alpha=1 - dampening)
+        buf[i] = fmadd(g, alpha, scaled);                 // .add_(grad, alpha=1 - dampening)
       }
       g = o.nesterov ? fmadd(buf[i], momentum, g) : buf[i];  // grad.add(buf, alpha=momentum)
     }
@@ -70,7 +71,8 @@ inline void adam_step(float* p, const float* grad, float* exp_avg, float* exp_av
     exp_avg_sq[i] = fmadd(g_scaled, g, v_scaled);
     float second = exp_avg_sq[i];
     if (o.amsgrad) {
-      if (max_exp_avg_sq[i] < second) max_exp_avg_sq[i] = second;  // torch.maximum
+      // torch.maximum (NaN if either is NaN)
+      if (max_exp_avg_sq[i] < second || std::isnan(second)) max_exp_avg_sq[i] = second;
       second = max_exp_avg_sq[i];
     }
     // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
