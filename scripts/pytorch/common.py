@@ -138,3 +138,20 @@ def write_report(path, doc):
         json.dump(doc, f, indent=2, allow_nan=False)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def fail(json_path, report, message):
+    """Writes an error report (status "error", the message) and returns the exit status 1."""
+    import sys
+    print(f"error: {message}", file=sys.stderr)
+    report["status"] = "error"
+    report["message"] = message
+    report["metrics"] = None
+    report["quality"] = None
+    if report.get("device") is None:
+        wanted = str(report.get("config", {}).get("device", "cpu"))
+        report["device"] = {"type": "cuda" if wanted.startswith("cuda") else "cpu", "name": "unavailable",
+                            "threads": torch.get_num_threads()}
+    if json_path:
+        write_report(json_path, report)
+    return 1

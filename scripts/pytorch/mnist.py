@@ -68,11 +68,24 @@ def flops_per_sample():
 
 def main(argv):
     args = parse_args(argv)
-    device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     config = {k: v for k, v in vars(args).items() if k != "json"}
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        return common.fail(args.json, common.skeleton("mnist", torch.device("cpu"), config), f"bad --device: {e}")
     report = common.skeleton("mnist", device, config)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        return common.fail(args.json, report, f"{args.device} is not available to PyTorch; available devices: "
+                           + ", ".join(common.available_devices()))
+    try:
+        return run(args, device, report)
+    except (OSError, RuntimeError, KeyError, ValueError) as e:  # bad files, shapes, CUDA errors
+        return common.fail(args.json, report, f"{type(e).__name__}: {e}")
+
+
+def run(args, device, report):
     if args.compile:
         report["framework"]["backend"]["torch_compile"] = True
 
