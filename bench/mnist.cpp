@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <optional>
 #include <cstdio>
 #include <unistd.h>
 #include <string>
@@ -54,6 +55,7 @@ struct Config {
   std::string init_from;
   std::string export_data;
   bool quiet = false;
+  bool pin = true;            // pin the main thread and TBB workers to distinct CPUs
 };
 
 json config_json(const Config& c) {
@@ -61,7 +63,7 @@ json config_json(const Config& c) {
           {"test_samples", c.test_samples}, {"batch", c.batch}, {"epochs", c.epochs}, {"lr", c.lr},
           {"optimizer", c.optimizer}, {"momentum", c.momentum}, {"weight_decay", c.weight_decay},
           {"seed", c.seed}, {"threads", c.threads}, {"device", c.device},
-          {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch},
+          {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch}, {"pin_threads", c.pin},
           {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data}};
 }
 
@@ -236,9 +238,12 @@ int main(int argc, char** argv) {
   app.add_option("--init-from", c.init_from, "start from these weights (safetensors, PyTorch names)");
   app.add_option("--export-data", c.export_data, "write the data and every epoch's batch order (safetensors)");
   app.add_flag("--quiet", c.quiet, "no progress on stderr");
+  app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
   CLI11_PARSE(app, argc, argv);
 
   cpu::ThreadLimit limit(c.threads);
+  std::optional<cpu::ThreadPinning> pinning;
+  if (c.pin) pinning.emplace();
   const auto env = bench::collect_environment(build_info());
   json report = bench::make_report_skeleton("mnist", build_info(), env, bench::device_strings(available_devices()));
   report["config"] = config_json(c);

@@ -36,6 +36,9 @@ scripts/build.sh
 py=$(scripts/setup-compare.sh)
 exe=./"${FERRITE_BUILD_DIR:-build}"/bench/$bench
 threads=${FERRITE_THREADS:-$(nproc)}
+# Both sides pin their threads: ferrite pins its TBB threads itself (--pin, the default); PyTorch's
+# OpenMP pool is bound to cores through the standard OpenMP variables (the caller may override them).
+export OMP_PROC_BIND=${OMP_PROC_BIND:-true} OMP_PLACES=${OMP_PLACES:-cores}
 out=results/$bench-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 devices=("$device")

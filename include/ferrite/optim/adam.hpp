@@ -189,7 +189,10 @@ inline void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamCoefficients& 
 
 // p, g, m, v (, vmax with amsgrad): [n].
 inline void adam_kernel(float* p, const float* g, float* m, float* v, float* vmax, std::int64_t n,
-                        const AdamCoefficients& c) noexcept {
+                        const AdamCoefficients& coefficients) noexcept {
+  // A local copy: stores through the float pointers cannot alias it, so its fields stay in
+  // registers instead of being reloaded after every store.
+  const AdamCoefficients c = coefficients;
   using B = xsimd::batch<float>;
   constexpr std::int64_t W = static_cast<std::int64_t>(B::size);
   std::int64_t i = 0;

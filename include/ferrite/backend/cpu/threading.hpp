@@ -7,6 +7,14 @@
 
 #include <tbb/global_control.h>
 #include <tbb/info.h>
+#include <tbb/task_arena.h>
+#include <tbb/task_scheduler_observer.h>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+#include <vector>
 
 namespace ferrite::cpu {
 
@@ -30,5 +38,49 @@ inline int current_threads() {
   return static_cast<int>(
       tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
 }
+
+// Pins the calling thread to one CPU and every TBB worker of the default arena to its own CPU
+// (arena slot i -> i-th CPU of the process's affinity mask), for as long as the object lives.
+// Benchmarks use it so that the two threads of a 2-core run never share a core: unpinned, the
+// scheduler occasionally left both on one CPU for a whole run (half the throughput, see
+// docs/benchmarks.md). On non-Linux systems it does nothing.
+class ThreadPinning : public tbb::task_scheduler_observer {
+ public:
+  ThreadPinning() {
+#if defined(__linux__)
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    if (sched_getaffinity(0, sizeof(mask), &mask) == 0)
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &mask)) cpus_.push_back(c);
+#endif
+    // The main thread is pinned on its scheduler entry too, not here: TBB sizes its arena from the
+    // affinity mask of the thread that first uses it, and a pinned main thread would leave it one CPU.
+    observe(true);
+  }
+  ~ThreadPinning() override { observe(false); }
+  ThreadPinning(const ThreadPinning&) = delete;
+  ThreadPinning& operator=(const ThreadPinning&) = delete;
+
+  void on_scheduler_entry(bool is_worker) override {
+    (void)is_worker;
+    if (cpus_.empty()) return;
+    const int slot = tbb::this_task_arena::current_thread_index();  // 0 is the main thread's slot
+    if (slot >= 0) pin_to(cpus_[static_cast<std::size_t>(slot) % cpus_.size()]);
+  }
+
+  const std::vector<int>& cpus() const noexcept { return cpus_; }
+
+ private:
+  static void pin_to([[maybe_unused]] int cpu) {
+#if defined(__linux__)
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+#endif
+  }
+  std::vector<int> cpus_;
+};
 
 }  // namespace ferrite::cpu
