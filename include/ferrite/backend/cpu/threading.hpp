@@ -50,15 +50,23 @@ class ThreadPinning : public tbb::task_scheduler_observer {
 #if defined(__linux__)
     cpu_set_t mask;
     CPU_ZERO(&mask);
-    if (sched_getaffinity(0, sizeof(mask), &mask) == 0)
+    if (sched_getaffinity(0, sizeof(mask), &mask) == 0) {
+      original_ = mask;
       for (int c = 0; c < CPU_SETSIZE; ++c)
         if (CPU_ISSET(c, &mask)) cpus_.push_back(c);
+    }
 #endif
     // The main thread is pinned on its scheduler entry too, not here: TBB sizes its arena from the
     // affinity mask of the thread that first uses it, and a pinned main thread would leave it one CPU.
     observe(true);
   }
-  ~ThreadPinning() override { observe(false); }
+  // Gives the calling thread its original affinity back (workers keep theirs until they exit).
+  ~ThreadPinning() override {
+    observe(false);
+#if defined(__linux__)
+    if (!cpus_.empty()) pthread_setaffinity_np(pthread_self(), sizeof(original_), &original_);
+#endif
+  }
   ThreadPinning(const ThreadPinning&) = delete;
   ThreadPinning& operator=(const ThreadPinning&) = delete;
 
@@ -81,6 +89,9 @@ class ThreadPinning : public tbb::task_scheduler_observer {
 #endif
   }
   std::vector<int> cpus_;
+#if defined(__linux__)
+  cpu_set_t original_{};
+#endif
 };
 
 }  // namespace ferrite::cpu
