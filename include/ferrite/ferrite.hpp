@@ -19,6 +19,10 @@
 #include "ferrite/ops/transpose.hpp"
 #include "ferrite/ops/gemm.hpp"
 #include "ferrite/ops/nn_ops.hpp"
+#include "ferrite/ops/chw.hpp"
+#include "ferrite/ops/conv.hpp"
+#include "ferrite/ops/norm.hpp"
+#include "ferrite/ops/pool.hpp"
 
 // backend/cpu: packed xsimd SGEMM on TBB, thread control, scalar reference oracles
 #include "ferrite/backend/cpu/threading.hpp"
@@ -26,6 +30,7 @@
 #include "ferrite/backend/cpu/gemm.hpp"
 #include "ferrite/backend/cpu/reference/gemm.hpp"
 #include "ferrite/backend/cpu/reference/nn_ops.hpp"
+#include "ferrite/backend/cpu/reference/conv.hpp"
 
 // backends available to this build and machine; the CUDA runtime's host-side queries
 #include "ferrite/backend/cuda/runtime.hpp"
@@ -63,6 +68,7 @@
 
 // models: ready-made networks
 #include "ferrite/models/mlp.hpp"
+#include "ferrite/models/qca.hpp"
 
 // bench: timing, statistics, memory, environment, the JSON report
 #include "ferrite/bench/timer.hpp"

@@ -1,0 +1,205 @@
+#pragma once
+// Convolutions on planar images (ChwView, one sample), CPU, shape-checked; float runs the fast path.
+// Oracles: backend/cpu/reference/conv.hpp.
+//
+//   conv2d(x[Cin, H, W], weight[Cout, Cin, k, k], bias[Cout] or {}, y[Cout, H, W])
+//       stride 1, zero padding k/2 ("same"), k odd (the U-Net uses k = 3 without bias, k = 1 with bias)
+//   conv_transpose2d_k2s2(x[Cin, H, W], weight[Cin, Cout, 2, 2], bias[Cout] or {}, y[Cout, 2H, 2W])
+//
+// How conv2d is computed (the layout choice): y viewed as the matrix
+// Y[Cout, H*W] equals W[Cout, Cin*k*k] (PyTorch's weight, as stored) times the im2col matrix
+// cols[Cin*k*k, H*W]. The full cols matrix of a 96-channel 128x128 layer is 57 MB, so it is never
+// built: the output pixels are cut into bands of n consecutive pixels, each band's cols[Cin*k*k, n]
+// (about 1 MB, cache-resident) is built by one task in its thread-local scratch and multiplied by the
+// packed SGEMM straight into y's columns (ld = H*W). A 1x1 convolution needs no im2col at all: x is
+// already the matrix [Cin, H*W]. Every output element is accumulated by one SGEMM call over the full
+// K = Cin*k*k in a fixed order, so results do not depend on the thread count.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include <tbb/parallel_for.h>
+
+#include "ferrite/backend/cpu/gemm.hpp"
+#include "ferrite/core/result.hpp"
+#include "ferrite/core/tensor.hpp"
+#include "ferrite/ops/chw.hpp"
+
+namespace ferrite {
+
+namespace conv_detail {
+
+// A 64-byte aligned float buffer that only grows; one per thread (steady-state calls allocate nothing).
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { release(); }
+  float* reserve(std::size_t floats) {
+    if (floats > capacity_) {
+      release();
+      data_ = static_cast<float*>(::operator new(floats * sizeof(float), std::align_val_t(64)));
+      capacity_ = floats;
+    }
+    return data_;
+  }
+
+ private:
+  void release() noexcept {
+    if (data_) ::operator delete(data_, std::align_val_t(64));
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+  float* data_ = nullptr;
+  std::size_t capacity_ = 0;
+};
+
+inline Scratch& thread_scratch(int which) {
+  thread_local Scratch buffers[2];
+  return buffers[which];
+}
+
+// Target size of one band's cols block: fits Zen 4's 1 MiB L2 with room for the packed panels.
+inline constexpr std::int64_t kBandFloats = 160 * 1024;
+
+inline bool overlaps(const float* a, std::int64_t na, const float* b, std::int64_t nb) {
+  return a < b + nb && b < a + na;
+}
+
+inline std::string chw_shape(const ChwView<const float>& v) { return v.shape().to_string(); }
+
+// cols[(ci*k + ky)*k + kx, q] = x[ci, y + ky - k/2, x + kx - k/2] (0 outside) for output pixel
+// p = p0 + q = y*W + x, q in [0, n). Rows are filled a run of one image row at a time: the valid
+// middle is a memcpy, the padded ends are zeros.
+inline void im2col_band(ChwView<const float> x, int k, std::int64_t p0, std::int64_t n, float* cols) {
+  const std::int64_t H = x.height, W = x.width, pad = k / 2;
+  for (std::int64_t ci = 0; ci < x.channels; ++ci) {
+    const float* src = x.channel(ci);
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) {
+        float* row = cols + ((ci * k + ky) * k + kx) * n;
+        const std::int64_t dy = ky - pad, dx = kx - pad;
+        std::int64_t p = p0;
+        while (p < p0 + n) {
+          const std::int64_t yy = p / W, x0 = p % W;
+          const std::int64_t x1 = std::min(W, x0 + (p0 + n - p));  // end of this run (exclusive)
+          float* out = row + (p - p0);
+          const std::int64_t sy = yy + dy;
+          if (sy < 0 || sy >= H) {
+            std::memset(out, 0, sizeof(float) * std::size_t(x1 - x0));
+          } else {
+            // valid x: 0 <= x + dx < W
+            const std::int64_t lo = std::clamp<std::int64_t>(-dx, x0, x1), hi = std::clamp<std::int64_t>(W - dx, lo, x1);
+            for (std::int64_t xx = x0; xx < lo; ++xx) out[xx - x0] = 0.f;
+            if (hi > lo) std::memcpy(out + (lo - x0), src + sy * W + lo + dx, sizeof(float) * std::size_t(hi - lo));
+            for (std::int64_t xx = hi; xx < x1; ++xx) out[xx - x0] = 0.f;
+          }
+          p += x1 - x0;
+        }
+      }
+  }
+}
+
+// y[c, p] += bias[c] over rows of length n with row stride ld.
+inline void add_bias_rows(float* y, std::int64_t rows, std::int64_t n, std::int64_t ld, const float* bias) {
+  for (std::int64_t c = 0; c < rows; ++c) {
+    float* __restrict r = y + c * ld;
+    const float b = bias[c];
+    for (std::int64_t i = 0; i < n; ++i) r[i] += b;
+  }
+}
+
+}  // namespace conv_detail
+
+inline Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias,
+                     ChwView<float> y) {
+  const char* op = "conv2d";
+  const Shape& ws = weight.shape;
+  const std::string shapes = "x" + conv_detail::chw_shape(x) + ", weight" + ws.to_string() +
+                             (bias.data ? ", bias" + bias.shape.to_string() : std::string()) + " -> y" +
+                             y.shape().to_string();
+  if (ws.rank() != 4 || ws[2] != ws[3] || ws[2] % 2 == 0)
+    return make_error(ErrorCode::shape_mismatch, op, "weight must be [Cout, Cin, k, k] with k odd", shapes);
+  if (ws[1] != x.channels)
+    return make_error(ErrorCode::shape_mismatch, op, "weight's Cin differs from the input's channels", shapes);
+  if (y.channels != ws[0] || y.height != x.height || y.width != x.width)
+    return make_error(ErrorCode::shape_mismatch, op, "output must be [Cout, H, W] of the input's H, W", shapes);
+  if (bias.data && (bias.shape.rank() != 1 || bias.shape[0] != ws[0]))
+    return make_error(ErrorCode::shape_mismatch, op, "bias must be [Cout]", shapes);
+  if (conv_detail::overlaps(x.data, x.numel(), y.data, y.numel()))
+    return make_error(ErrorCode::invalid_argument, op, "input and output overlap (not supported in place)", shapes);
+  const int k = static_cast<int>(ws[2]);
+  const std::int64_t cout = y.channels, K = x.channels * k * k, HW = x.plane();
+  if (HW == 0 || cout == 0) return {};
+  if (K == 0) {  // no input channels: bias only
+    for (std::int64_t c = 0; c < cout; ++c) std::fill_n(y.channel(c), HW, bias.data ? bias.data[c] : 0.f);
+    return {};
+  }
+  if (k == 1) {
+    cpu::sgemm(Trans::no, Trans::no, cout, HW, K, 1.f, weight.data, K, x.data, HW, 0.f, y.data, HW);
+    if (bias.data) conv_detail::add_bias_rows(y.data, cout, HW, HW, bias.data);
+    return {};
+  }
+  // Band width: ~kBandFloats of cols, a multiple of 32 (the SGEMM's NR) when that is possible.
+  std::int64_t n = std::max<std::int64_t>(64, conv_detail::kBandFloats / K);
+  n = std::min(HW, n / 32 * 32);
+  const std::int64_t bands = (HW + n - 1) / n;
+  tbb::parallel_for(std::int64_t{0}, bands, [&](std::int64_t b) {
+    const std::int64_t p0 = b * n, nb = std::min(n, HW - p0);
+    float* cols = conv_detail::thread_scratch(0).reserve(std::size_t(K * nb));
+    conv_detail::im2col_band(x, k, p0, nb, cols);
+    // One thread per band: a nested parallel SGEMM would let this thread steal another band while
+    // waiting, and that band would overwrite this thread's cols buffer still being read.
+    cpu::gemm_detail::sgemm_run<xsimd::default_arch>(
+        {Trans::no, Trans::no, cout, nb, K, 1.f, weight.data, K, cols, nb, 0.f, y.data + p0, HW}, 1);
+    if (bias.data) conv_detail::add_bias_rows(y.data + p0, cout, nb, HW, bias.data);
+  });
+  return {};
+}
+
+// ConvTranspose2d(k = 2, stride 2): one SGEMM T[(co, ky, kx), H*W] = weight[Cin, Cout*4]^T x X[Cin, H*W],
+// then each T row is scattered to its output pixels (2i + ky, 2j + kx) with the bias added.
+inline Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const float> weight,
+                                    TensorView<const float> bias, ChwView<float> y) {
+  const char* op = "conv_transpose2d";
+  const Shape& ws = weight.shape;
+  const std::string shapes = "x" + conv_detail::chw_shape(x) + ", weight" + ws.to_string() +
+                             (bias.data ? ", bias" + bias.shape.to_string() : std::string()) + " -> y" +
+                             y.shape().to_string();
+  if (ws.rank() != 4 || ws[2] != 2 || ws[3] != 2)
+    return make_error(ErrorCode::shape_mismatch, op, "weight must be [Cin, Cout, 2, 2] (kernel 2, stride 2)", shapes);
+  if (ws[0] != x.channels)
+    return make_error(ErrorCode::shape_mismatch, op, "weight's Cin differs from the input's channels", shapes);
+  if (y.channels != ws[1] || y.height != 2 * x.height || y.width != 2 * x.width)
+    return make_error(ErrorCode::shape_mismatch, op, "output must be [Cout, 2H, 2W]", shapes);
+  if (bias.data && (bias.shape.rank() != 1 || bias.shape[0] != ws[1]))
+    return make_error(ErrorCode::shape_mismatch, op, "bias must be [Cout]", shapes);
+  if (conv_detail::overlaps(x.data, x.numel(), y.data, y.numel()))
+    return make_error(ErrorCode::invalid_argument, op, "input and output overlap (not supported in place)", shapes);
+  const std::int64_t cin = x.channels, cout = y.channels, H = x.height, W = x.width, HW = H * W;
+  if (y.numel() == 0) return {};
+  float* taps = conv_detail::thread_scratch(1).reserve(std::size_t(cout * 4 * HW));
+  if (cin > 0)
+    cpu::sgemm(Trans::yes, Trans::no, cout * 4, HW, cin, 1.f, weight.data, cout * 4, x.data, HW, 0.f, taps, HW);
+  else
+    std::fill_n(taps, cout * 4 * HW, 0.f);
+  tbb::parallel_for(std::int64_t{0}, cout, [&](std::int64_t co) {
+    const float b = bias.data ? bias.data[co] : 0.f;
+    for (int ky = 0; ky < 2; ++ky)
+      for (std::int64_t i = 0; i < H; ++i) {
+        float* __restrict out = y.channel(co) + (2 * i + ky) * y.width;
+        const float* t0 = taps + (co * 4 + ky * 2 + 0) * HW + i * W;
+        const float* t1 = taps + (co * 4 + ky * 2 + 1) * HW + i * W;
+        for (std::int64_t j = 0; j < W; ++j) {
+          out[2 * j] = t0[j] + b;
+          out[2 * j + 1] = t1[j] + b;
+        }
+      }
+  });
+  return {};
+}
+
+}  // namespace ferrite
