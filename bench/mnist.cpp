@@ -4,6 +4,7 @@
 //   ./build/bench/mnist                                    synthetic 1,000 samples, batch 32, 5 epochs
 //   ./build/bench/mnist --dataset fashion-mnist --samples 0 --json out.json
 //   ./build/bench/mnist --save-init w.safetensors --export-data d.safetensors   (inputs for PyTorch)
+//   ./build/bench/mnist --device cuda                      the same run on the GPU (cuda::MlpTrainer)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -16,6 +17,9 @@
 
 #include "build_info.hpp"
 #include "ferrite/backend/cpu/threading.hpp"
+#include "ferrite/backend/cuda/memory.hpp"
+#include "ferrite/backend/cuda/mlp_trainer.hpp"
+#include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/backend/devices.hpp"
 #include "ferrite/bench/environment.hpp"
 #include "ferrite/bench/memory.hpp"
@@ -56,6 +60,8 @@ struct Config {
   std::string export_data;
   bool quiet = false;
   bool pin = true;            // pin the main thread and TBB workers to distinct CPUs
+  bool cuda_graphs = true;    // --device cuda: replay the training step as one CUDA graph
+  bool tf32 = false;          // --device cuda: TF32 tensor cores in the GEMMs (off: FP32 parity)
 };
 
 json config_json(const Config& c) {
@@ -64,7 +70,8 @@ json config_json(const Config& c) {
           {"optimizer", c.optimizer}, {"momentum", c.momentum}, {"weight_decay", c.weight_decay},
           {"seed", c.seed}, {"threads", c.threads}, {"device", c.device},
           {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch}, {"pin_threads", c.pin},
-          {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data}};
+          {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data},
+          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}};
 }
 
 bench::BuildInfo build_info() {
@@ -120,9 +127,80 @@ Status export_data(const std::string& path, const Config& c, const data::Dataset
 }
 
 struct RunOutput {
-  json device, metrics, quality, extra;
+  json device, metrics, quality, extra, backend = json::object();
   std::vector<std::string> summary;
 };
+
+// What a training run on one device hands to the report.
+struct Trained {
+  train::TrainHistory history;
+  json device;                   // the JSON "device" object
+  json peak_device_mb = nullptr;  // device peak allocated / reserved (CUDA), null on the CPU
+  json peak_device_reserved_mb = nullptr;
+  json backend = json::object();  // facts for framework.backend
+  std::string step_time = "host wall clock per step (load + forward + backward + update)";
+};
+
+// Warm-up: a few real steps (page faults, TBB threads, caches), then back to the initial weights
+// and a fresh optimizer, so the timed run starts exactly where PyTorch's does.
+train::TrainOptions warmup_options(const Config& c, std::int64_t train_size) {
+  return {c.batch, 1 + c.warmup_steps * c.batch / std::max<std::int64_t>(train_size, 1), c.seed ^ 0x5eedull,
+          c.warmup_steps};
+}
+
+Result<Trained> train_on_cpu(const Config& c, int threads, const data::Dataset& train, nn::Sequential& model,
+                             nn::ParameterList& params, const optim::OptimizerOptions& opt,
+                             const train::StepCallback& on_step) {
+  if (c.warmup_steps > 0) {
+    std::vector<Tensor> initial;
+    for (auto& p : params) {
+      FE_TRY_ASSIGN(initial.emplace_back(), p.value->clone());
+    }
+    FE_TRY_ASSIGN(auto warm_opt, optim::make_optimizer(params, opt));
+    FE_TRY(train::train_classifier(model, *warm_opt, train, warmup_options(c, train.size())));
+    for (std::size_t i = 0; i < params.size(); ++i) std::swap(*params[i].value, initial[i]);
+  }
+  FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt));
+  Trained t;
+  FE_TRY_ASSIGN(t.history, train::train_classifier(model, *optimizer, train, {c.batch, c.epochs, c.seed, -1}, on_step));
+  t.device = bench::device_json(Device::cpu(), bench::cpu_model_name(), threads);
+  return t;
+}
+
+// The GPU run: parameters, optimizer state and the training set live on the GPU for the whole run;
+// the losses come back once per epoch; the trained weights come back for the (CPU) evaluation.
+Result<Trained> train_on_cuda(const Config& c, int threads, Device device, const data::Dataset& train,
+                              nn::Sequential& model, nn::ParameterList& params, const optim::OptimizerOptions& opt,
+                              const train::StepCallback& on_step) {
+  FE_TRY_ASSIGN(const cuda::DeviceInfo info, cuda::device_info(device.index));
+  cuda::MlpTrainerOptions o;
+  o.device = device.index;
+  o.batch = c.batch;
+  FE_TRY_ASSIGN(o.optimizer, cuda::OptimizerConfig::from(opt));
+  o.cuda_graphs = c.cuda_graphs;
+  o.allow_tf32 = c.tf32;
+  FE_TRY_ASSIGN(auto trainer, cuda::MlpTrainer::create(model, train, o));
+  if (c.warmup_steps > 0) {
+    FE_TRY(trainer.train(warmup_options(c, train.size())));
+    FE_TRY(trainer.upload_parameters(params));  // the host model still holds the initial weights
+    FE_TRY(trainer.reset_optimizer());
+  }
+  Trained t;
+  FE_TRY_ASSIGN(t.history, trainer.train({c.batch, c.epochs, c.seed, -1}, on_step));
+  FE_TRY(trainer.download_parameters(params));
+  FE_TRY_ASSIGN(const cuda::MemoryStats memory, trainer.memory_stats());
+  t.device = bench::device_json(device, info.name, threads);
+  t.device["compute_capability"] = std::to_string(info.compute_major) + "." + std::to_string(info.compute_minor);
+  t.device["memory_total_mb"] = cuda::bytes_to_mib(info.total_memory_bytes);
+  t.device["multiprocessors"] = info.multiprocessors;
+  t.device["driver_version"] = info.driver_version;
+  t.device["runtime_version"] = info.runtime_version;
+  t.peak_device_mb = cuda::bytes_to_mib(memory.peak_allocated_bytes);
+  t.peak_device_reserved_mb = cuda::bytes_to_mib(memory.peak_reserved_bytes);
+  t.backend = {{"gemm", "cublasSgemm"}, {"cuda_graphs", trainer.graph_captured()}, {"tf32", c.tf32}};
+  t.step_time = "GPU time per step: CUDA events recorded between steps (losses read back once per epoch)";
+  return t;
+}
 
 Result<RunOutput> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
@@ -142,23 +220,9 @@ Result<RunOutput> run(const Config& c, int threads) {
   opt.momentum = c.momentum;
   opt.weight_decay = c.weight_decay;
 
-  // Warm-up: a few real steps (page faults, TBB threads, caches), then back to the initial weights
-  // and a fresh optimizer, so the timed run starts exactly where PyTorch's does.
-  if (c.warmup_steps > 0) {
-    std::vector<Tensor> initial;
-    for (auto& p : params) {
-      FE_TRY_ASSIGN(initial.emplace_back(), p.value->clone());
-    }
-    FE_TRY_ASSIGN(auto warm_opt, optim::make_optimizer(params, opt));
-    train::TrainOptions w{c.batch, 1 + c.warmup_steps * c.batch / std::max<std::int64_t>(train.size(), 1),
-                          c.seed ^ 0x5eedull, c.warmup_steps};
-    FE_TRY(train::train_classifier(model, *warm_opt, train, w));
-    for (std::size_t i = 0; i < params.size(); ++i) std::swap(*params[i].value, initial[i]);
-  }
-
-  FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt));
   const bool progress = !c.quiet && train.size() >= 20000;
-  // In a terminal, a live line every 200 steps; otherwise (logs, CI) one line per epoch.
+  // In a terminal, a live line every 200 steps; otherwise (logs, CI) one line per epoch. (On CUDA the
+  // steps of an epoch are reported when the epoch has finished.)
   const bool live = isatty(fileno(stderr)) != 0;
   auto on_step = [&](std::int64_t epoch, std::int64_t b, std::int64_t batches, double loss) {
     if (!progress) return;
@@ -167,8 +231,9 @@ Result<RunOutput> run(const Config& c, int threads) {
     if (b + 1 == batches)
       fmt::print(stderr, "{}epoch {}/{} done (last batch loss {:.4f})\n", live ? "\r" : "", epoch + 1, c.epochs, loss);
   };
-  FE_TRY_ASSIGN(auto history, train::train_classifier(model, *optimizer, train,
-                                                      {c.batch, c.epochs, c.seed, -1}, on_step));
+  FE_TRY_ASSIGN(Trained trained, device.is_cuda() ? train_on_cuda(c, threads, device, train, model, params, opt, on_step)
+                                                  : train_on_cpu(c, threads, train, model, params, opt, on_step));
+  const train::TrainHistory& history = trained.history;
   FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(model, train, c.eval_batch));
   FE_TRY_ASSIGN(auto test_eval, train::evaluate_classifier(model, test, c.eval_batch));
 
@@ -182,10 +247,13 @@ Result<RunOutput> run(const Config& c, int threads) {
   const double total_seconds = [&] { double s = 0; for (double t : history.epoch_seconds) s += t; return s; }();
 
   RunOutput out;
-  out.device = bench::device_json(device, bench::cpu_model_name(), threads);
+  out.device = trained.device;
+  out.backend = trained.backend;
+  json peak_memory = {{"host", peak_rss}, {"device", trained.peak_device_mb}};
+  if (!trained.peak_device_reserved_mb.is_null()) peak_memory["device_reserved"] = trained.peak_device_reserved_mb;
   out.metrics = {{"throughput", bench::throughput_json(throughput, "samples/s", "median over epochs")},
                  {"latency_ms", latency},
-                 {"peak_memory_mb", {{"host", peak_rss}, {"device", nullptr}}},
+                 {"peak_memory_mb", peak_memory},
                  {"flops_per_step", flops_step},
                  {"gflops", throughput * flops_per_sample(model) / 1e9},
                  {"samples_per_s_per_epoch", epoch_throughput},
@@ -195,11 +263,14 @@ Result<RunOutput> run(const Config& c, int threads) {
                  {"test_loss", test_eval.loss}, {"loss_per_step", history.step_loss}};
   out.extra = {{"model", "mlp 784-128-64-10"}, {"parameters", [&] { std::int64_t n = 0; for (auto& p : params) n += p.value->numel(); return n; }()},
                {"train_samples", train.size()}, {"test_samples", test.size()},
-               {"steps", static_cast<std::int64_t>(history.step_ms.size())}};
+               {"steps", static_cast<std::int64_t>(history.step_ms.size())}, {"step_time", trained.step_time}};
 
   auto& s = out.summary;
   s.push_back(fmt::format("ferrite bench/mnist — {} ({} train / {} test), batch {}, {} epochs, {} lr {:g}, {} thread(s)",
                           c.dataset, train.size(), test.size(), c.batch, c.epochs, c.optimizer, c.lr, threads));
+  if (device.is_cuda())
+    s.push_back(fmt::format("device       {} ({}), CUDA graphs {}, TF32 {}", device.to_string(),
+                            trained.device["name"].get<std::string>(), c.cuda_graphs ? "on" : "off", c.tf32 ? "on" : "off"));
   s.push_back(fmt::format("{:>6} {:>12} {:>14}", "epoch", "mean loss", "samples/s"));
   for (std::size_t e = 0; e < history.epoch_loss.size(); ++e)
     s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.0f}", e + 1, history.epoch_loss[e], epoch_throughput[e]));
@@ -210,6 +281,9 @@ Result<RunOutput> run(const Config& c, int threads) {
   s.push_back(fmt::format("accuracy     train {:.2f} %, test {:.2f} %   (test loss {:.4f})", 100 * train_eval.accuracy,
                           100 * test_eval.accuracy, test_eval.loss));
   s.push_back(fmt::format("time         {:.2f} s training, peak host memory {:.1f} MiB", total_seconds, peak_rss));
+  if (!trained.peak_device_mb.is_null())
+    s.push_back(fmt::format("device mem   peak {:.1f} MiB allocated, {:.1f} MiB reserved",
+                            trained.peak_device_mb.get<double>(), trained.peak_device_reserved_mb.get<double>()));
   return out;
 }
 
@@ -239,6 +313,8 @@ int main(int argc, char** argv) {
   app.add_option("--export-data", c.export_data, "write the data and every epoch's batch order (safetensors)");
   app.add_flag("--quiet", c.quiet, "no progress on stderr");
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
+  app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (default on)");
+  app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
   CLI11_PARSE(app, argc, argv);
 
   cpu::ThreadLimit limit(c.threads);
@@ -255,6 +331,7 @@ int main(int argc, char** argv) {
     report["metrics"] = result->metrics;
     report["quality"] = result->quality;
     report["extra"] = result->extra;
+    for (auto& [key, value] : result->backend.items()) report["framework"]["backend"][key] = value;
     for (const auto& line : result->summary) fmt::print("{}\n", line);
   } else {
     fmt::print(stderr, "mnist: error: {}\n", result.error().to_string());

@@ -8,12 +8,24 @@
 //   ./build/bench/qca --grid 64 --weights w.safetensors --initial-state s.safetensors --reference-state t.safetensors
 //
 // The timed steps start from the initial state (warm-up steps run on a copy). --save-state writes
-// "psi0" (initial) and "psi" (after --steps steps), f32 [1, H, W, d, 2]; --reference-state compares
-// "psi" of another run (same steps) by relative L2 error.
+// "psi0" (initial), "psi" (after --steps steps) and "psi.<k>" (after k steps, --save-steps k,...), f32
+// [1, H, W, d, 2]; --reference-state compares "psi" and every "psi.<k>" of another run from the same start
+// by relative L2 error (quality.rel_l2_steps / rel_l2_by_step; copying the states out of the timed loop
+// is not timed). --density-png writes the final density sum_c |psi_c|^2 per cell as a PNG (io/png.hpp):
+// after any step every cell has norm 1, so expect a flat picture (its range is in the PNG's text).
+//
+// Bad input is an error with an error JSON and exit status 1, never a crash: a grid that is not a multiple
+// of 4, a weights file made for another --d-state / --hidden (the message names the ones it was made
+// for), non-finite numbers in a weights or state file, a state of another shape.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,6 +37,7 @@
 #include "ferrite/bench/report.hpp"
 #include "ferrite/bench/stats.hpp"
 #include "ferrite/bench/timer.hpp"
+#include "ferrite/io/png.hpp"
 #include "ferrite/io/safetensors.hpp"
 #include "ferrite/models/qca.hpp"
 
@@ -52,6 +65,9 @@ struct Config {
   std::string save_state;
   std::string reference_state;
   std::string json_path;
+  std::string density_png;
+  std::string density_colormap = "heat";
+  std::vector<std::int64_t> save_steps;
   bool pin = true;
 };
 
@@ -60,7 +76,8 @@ json config_json(const Config& c) {
           {"steps", c.steps}, {"warmup_steps", c.warmup_steps}, {"init", c.init}, {"seed", c.seed},
           {"device", c.device}, {"threads", c.threads}, {"weights", c.weights}, {"small_outc", c.small_outc},
           {"save_weights", c.save_weights}, {"initial_state", c.initial_state}, {"save_state", c.save_state},
-          {"reference_state", c.reference_state}, {"pin_threads", c.pin}};
+          {"reference_state", c.reference_state}, {"density_png", c.density_png},
+          {"density_colormap", c.density_colormap}, {"save_steps", c.save_steps}, {"pin_threads", c.pin}};
 }
 
 bench::BuildInfo build_info() {
@@ -68,9 +85,115 @@ bench::BuildInfo build_info() {
           FERRITE_CUDA_BUILT != 0};
 }
 
-Result<Tensor> load_tensor(const std::string& path, const std::string& name) {
+// The first non-finite element of a float tensor, as an error naming `what` (file and tensor), or ok.
+Status check_finite(const Tensor& t, const std::string& op, const std::string& what) {
+  const float* p = t.data<float>();
+  for (std::int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i])) {
+      std::string at;  // the multi-index of element i (row-major)
+      std::int64_t flat = i;
+      std::vector<std::int64_t> index(static_cast<std::size_t>(t.shape().rank()));
+      for (int k = t.shape().rank() - 1; k >= 0; --k) {
+        index[static_cast<std::size_t>(k)] = flat % t.dim(k);
+        flat /= t.dim(k);
+      }
+      for (std::size_t k = 0; k < index.size(); ++k) at += (k ? ", " : "") + std::to_string(index[k]);
+      return make_error(ErrorCode::invalid_argument, op,
+                        what + " holds a non-finite value (" + std::to_string(p[i]) + ") at [" + at + "]",
+                        t.describe());
+    }
+  return {};
+}
+
+// Tensor `name` of a safetensors file, f32 and finite; errors name the file.
+Result<Tensor> load_tensor(const std::string& path, const std::string& name, const std::string& op) {
   FE_TRY_ASSIGN(auto file, io::load_safetensors(path));
-  return file.take(name);
+  auto t = file.take(name);
+  if (!t.ok()) return make_error(ErrorCode::invalid_argument, op, path + ": " + t.error().message);
+  if (t->dtype() != DType::f32)
+    return make_error(ErrorCode::invalid_argument, op, path + ": '" + name + "' must be floating point", t->describe());
+  FE_TRY(check_finite(*t, op, path + ": '" + name + "'"));
+  return t;
+}
+
+// Loads the law. A file made for another d_state / hidden would fail on every tensor's shape; the
+// first convolution, inc.conv_block.0.weight [h, 2d, 3, 3], tells which ones it was made for.
+Status load_law(models::QcaUnet& law, const std::string& path) {
+  constexpr const char* op = "qca --weights";
+  FE_TRY_ASSIGN(auto file, io::load_safetensors(path));
+  if (const Tensor* first = file.find("inc.conv_block.0.weight"); first && first->shape().rank() == 4) {
+    const std::int64_t h = first->dim(0), d2 = first->dim(1);
+    if ((h != law.hidden() || d2 != 2 * law.d_state()) && d2 % 2 == 0)
+      return make_error(ErrorCode::shape_mismatch, op,
+                        path + " holds a law for --d-state " + std::to_string(d2 / 2) + " --hidden " + std::to_string(h) +
+                            " (its inc.conv_block.0.weight is [hidden, 2*d_state, 3, 3]), but this run has --d-state " +
+                            std::to_string(law.d_state()) + " --hidden " + std::to_string(law.hidden()),
+                        first->shape().to_string());
+  }
+  FE_TRY(law.load(file, path));
+  for (const auto& p : law.parameters()) FE_TRY(check_finite(*p.value, op, path + ": '" + p.name + "'"));
+  return {};
+}
+
+// A reference trajectory: {k: psi after k steps}, from 'psi' (k = steps) and any 'psi.<k>' (1 <= k <= steps).
+Result<std::map<std::int64_t, Tensor>> load_reference(const std::string& path, std::int64_t steps, const Shape& shape) {
+  constexpr const char* op = "qca --reference-state";
+  FE_TRY_ASSIGN(auto file, io::load_safetensors(path));
+  std::map<std::int64_t, Tensor> out;
+  for (auto& [name, t] : file.tensors) {
+    std::int64_t k = 0;
+    if (name == "psi") {
+      k = steps;
+    } else if (name.rfind("psi.", 0) == 0 && name.size() > 4 && name.size() < 15 &&
+               std::all_of(name.begin() + 4, name.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+      k = std::stoll(name.substr(4));
+      if (k < 1 || k > steps)
+        return make_error(ErrorCode::invalid_argument, op,
+                          path + ": '" + name + "' is a state after " + std::to_string(k) + " steps, this run makes " +
+                              std::to_string(steps) + " (--steps)");
+    } else {
+      continue;  // psi0 and anything else
+    }
+    if (t.dtype() != DType::f32 || t.shape() != shape)
+      return make_error(ErrorCode::shape_mismatch, op,
+                        path + ": '" + name + "' is " + t.describe() + ", this run's state is f32 " + shape.to_string() +
+                            " (same --grid and --d-state needed)");
+    FE_TRY(check_finite(t, op, path + ": '" + name + "'"));
+    if (name != "psi" && out.count(k)) continue;  // 'psi' wins over a 'psi.<steps>'
+    out.insert_or_assign(k, std::move(t));
+  }
+  if (!out.count(steps) || file.find("psi") == nullptr)
+    return make_error(ErrorCode::invalid_argument, op, path + ": no tensor named 'psi' (the state after --steps steps)");
+  return out;
+}
+
+struct DensityImage {
+  double lo = 0, hi = 0;
+};
+
+// Density sum_c |psi_c|^2 of sample 0 as a PNG, mapped linearly from [min, max]. After any step every
+// cell has norm 1, so the map is flat up to rounding: when max - min <= 1e-6 * max the range becomes
+// [0, max] (a uniform picture), rather than stretching rounding noise over the whole scale.
+Result<DensityImage> write_density_png(const Tensor& psi, const Config& c) {
+  FE_TRY_ASSIGN(const Tensor density, models::qca_density(psi));
+  const std::int64_t H = psi.dim(1), W = psi.dim(2);
+  const std::span<const float> values(density.data<float>(), static_cast<std::size_t>(H * W));
+  const auto [lo_it, hi_it] = std::minmax_element(values.begin(), values.end());
+  DensityImage out{*lo_it, *hi_it};
+  float lo = *lo_it, hi = *hi_it;
+  if (!(hi - lo > 1e-6f * hi)) {  // flat (densities are >= 0): show it flat
+    lo = 0.f;
+    hi = std::max(hi, 1e-30f);
+  }
+  const auto map = c.density_colormap == "gray" ? io::PngColormap::gray : io::PngColormap::heat;
+  FE_TRY(io::write_png_heatmap(
+      c.density_png, values, W, H, lo, hi, map,
+      {{"Title", "ferrite bench/qca: density sum_c |psi_c|^2 per cell"},
+       {"Comment", fmt::format("{}x{}, d {}, hidden {}, law {}, after {} steps; colour scale [{:.9g}, {:.9g}] "
+                               "(density min {:.9g}, max {:.9g})", H, W, c.d_state, c.hidden, c.law, c.steps, lo, hi,
+                               out.lo, out.hi)},
+       {"Software", "ferrite"}}));
+  return out;
 }
 
 struct RunOutput {
@@ -81,6 +204,9 @@ struct RunOutput {
 Result<RunOutput> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
+  if (device.is_cuda())  // never time the CPU step and label it cuda
+    return make_error(ErrorCode::unsupported, "qca",
+                      device.to_string() + " is available, but bench/qca has no CUDA step yet: run with --device cpu");
   FE_TRY_ASSIGN(const models::QcaLaw law_kind, models::parse_qca_law(c.law));
   FE_TRY_ASSIGN(const models::QcaInit init, models::parse_qca_init(c.init));
   FE_TRY(models::check_qca_grid(c.grid, c.grid));
@@ -88,14 +214,14 @@ Result<RunOutput> run(const Config& c, int threads) {
   if (c.weights.empty())
     law.init_default(c.seed, c.small_outc);
   else
-    FE_TRY(law.load(c.weights));
+    FE_TRY(load_law(law, c.weights));
   if (!c.save_weights.empty()) FE_TRY(law.save(c.save_weights));
 
   Tensor psi0;
   if (c.initial_state.empty()) {
     FE_TRY_ASSIGN(psi0, models::make_qca_state(init, 1, c.grid, c.grid, c.d_state, c.seed));
   } else {
-    FE_TRY_ASSIGN(psi0, load_tensor(c.initial_state, "psi0"));
+    FE_TRY_ASSIGN(psi0, load_tensor(c.initial_state, "psi0", "qca --initial-state"));
     FE_TRY(models::check_qca_state(psi0, c.d_state, "qca --initial-state"));
     if (psi0.dim(0) != 1 || psi0.dim(1) != c.grid || psi0.dim(2) != c.grid)
       return make_error(ErrorCode::shape_mismatch, "qca --initial-state",
@@ -109,30 +235,69 @@ Result<RunOutput> run(const Config& c, int threads) {
     for (std::int64_t s = 0; s < c.warmup_steps; ++s) FE_TRY(models::qca_step(law, law_kind, gamma, warm, scratch));
   }
 
+  // The reference (read before timing, so a bad file fails fast): 'psi' after --steps steps, and
+  // 'psi.<k>' after k steps for any k it holds.
+  std::map<std::int64_t, Tensor> reference;
+  if (!c.reference_state.empty()) {
+    FE_TRY_ASSIGN(reference, load_reference(c.reference_state, c.steps, psi0.shape()));
+  }
+  // States to keep from inside the timed loop (--save-steps and the reference's steps), allocated up front;
+  // the copies are excluded from the timings.
+  std::map<std::int64_t, Tensor> kept;
+  for (const std::int64_t k : c.save_steps) {
+    if (k < 1 || k > c.steps)
+      return make_error(ErrorCode::invalid_argument, "qca --save-steps",
+                        "step " + std::to_string(k) + " is outside 1.." + std::to_string(c.steps) + " (--steps)");
+    kept.emplace(k, Tensor());
+  }
+  for (const auto& r : reference) kept.emplace(r.first, Tensor());
+  for (auto& entry : kept) {
+    FE_TRY_ASSIGN(entry.second, Tensor::empty(psi0.shape()));
+  }
+
   FE_TRY_ASSIGN(Tensor psi, psi0.clone());
   std::vector<double> step_ms;
   step_ms.reserve(static_cast<std::size_t>(c.steps));
+  double excluded_seconds = 0;
   bench::Stopwatch total;
   bench::Stopwatch watch;
   for (std::int64_t s = 0; s < c.steps; ++s) {
     FE_TRY(models::qca_step(law, law_kind, gamma, psi, scratch));
     step_ms.push_back(watch.lap_ms());
+    if (auto it = kept.find(s + 1); it != kept.end()) {
+      std::memcpy(it->second.raw_data(), psi.raw_data(), psi.nbytes());
+      excluded_seconds += watch.lap_ms() / 1e3;
+    }
   }
-  const double seconds = total.elapsed_seconds();
+  const double seconds = total.elapsed_seconds() - excluded_seconds;
 
   const double max_norm_error = models::qca_max_norm_error(psi);
   const double energy = models::qca_energy(psi);
   std::optional<double> rel_l2;
-  if (!c.reference_state.empty()) {
-    FE_TRY_ASSIGN(Tensor ref, load_tensor(c.reference_state, "psi"));
-    FE_TRY_ASSIGN(rel_l2, models::relative_l2_error(psi, ref));
+  std::vector<std::int64_t> rel_l2_steps;
+  std::vector<double> rel_l2_by_step;
+  for (const auto& [k, ref] : reference) {
+    FE_TRY_ASSIGN(const double r, models::relative_l2_error(kept.at(k), ref));
+    rel_l2_steps.push_back(k);
+    rel_l2_by_step.push_back(r);
+    if (k == c.steps) rel_l2 = r;
   }
-  if (!c.save_state.empty())
-    FE_TRY(io::save_safetensors(c.save_state, {{"psi0", &psi0}, {"psi", &psi}},
+  if (!c.save_state.empty()) {
+    io::TensorRefs refs = {{"psi0", &psi0}, {"psi", &psi}};
+    for (const auto& [k, t] : kept)
+      if (std::find(c.save_steps.begin(), c.save_steps.end(), k) != c.save_steps.end())
+        refs.emplace_back("psi." + std::to_string(k), &t);
+    FE_TRY(io::save_safetensors(c.save_state, refs,
                                 {{"steps", std::to_string(c.steps)}, {"law", c.law}, {"gamma", fmt::format("{}", c.gamma)},
-                                 {"layout", "f32 [B, H, W, d, 2] = view_as_real(complex64 psi)"}, {"producer", "ferrite"}}));
+                                 {"layout", "f32 [B, H, W, d, 2] = view_as_real(complex64 psi); psi.<k>: after k steps"},
+                                 {"producer", "ferrite"}}));
+  }
   if (!std::isfinite(energy) || !std::isfinite(max_norm_error))
     return make_error(ErrorCode::internal, "qca", "the state became non-finite");
+  std::optional<DensityImage> density;
+  if (!c.density_png.empty()) {
+    FE_TRY_ASSIGN(density, write_density_png(psi, c));
+  }
 
   FE_TRY_ASSIGN(const auto latency, bench::summarize_ms(step_ms));
   FE_TRY_ASSIGN(const double peak_rss, bench::peak_host_rss_mb());
@@ -148,14 +313,21 @@ Result<RunOutput> run(const Config& c, int threads) {
                  {"gflops", flops * steps_per_s / 1e9},
                  {"cells_per_s", steps_per_s * double(c.grid * c.grid)},
                  {"total_seconds", seconds}};
-  out.quality = {{"loss_per_epoch", {energy}}, {"final_loss", energy},  // the schema's required slots: energy
+  out.quality = {{"loss_per_epoch", nullptr}, {"final_loss", nullptr},  // a simulation trains nothing
                  {"train_accuracy", nullptr}, {"test_accuracy", nullptr},
                  {"energy", energy}, {"max_norm_error", max_norm_error},
                  {"rel_l2_vs_reference", rel_l2 ? json(*rel_l2) : json(nullptr)}};
+  if (!rel_l2_steps.empty()) {  // the error's growth with the horizon (chaotic laws amplify rounding)
+    out.quality["rel_l2_steps"] = rel_l2_steps;
+    out.quality["rel_l2_by_step"] = rel_l2_by_step;
+  }
   out.extra = {{"model", "qca unet (Aetheria 2-level U-Net)"}, {"parameters", law.parameter_count()},
                {"cells", c.grid * c.grid},
-               {"note", "quality.loss_per_epoch / final_loss hold the energy mean|psi|^2 (the schema requires "
-                        "them; a simulation has no loss). flops_per_step counts the convolutions only."}};
+               {"note", "quality.energy is mean|psi|^2 (Aetheria's 'energy'); loss_per_epoch / final_loss are null "
+                        "(nothing is trained). flops_per_step counts the convolutions only."}};
+  if (density)
+    out.extra["density_png"] = {{"path", c.density_png}, {"min", density->lo}, {"max", density->hi},
+                                {"colormap", c.density_colormap}};
 
   auto& s = out.summary;
   s.push_back(fmt::format("ferrite bench/qca — {}x{}, d {}, hidden {}, law {}, gamma {:g}, {} steps, {} thread(s)",
@@ -165,7 +337,14 @@ Result<RunOutput> run(const Config& c, int threads) {
   s.push_back(fmt::format("step latency p50 {:.2f} ms, p95 {:.2f} ms, min {:.2f} ms", latency.p50, latency.p95, latency.min));
   s.push_back(fmt::format("energy       {:.8f} (1/d = {:.8f}), max |norm - 1| {:.3g}", energy, 1.0 / double(c.d_state),
                           max_norm_error));
-  if (rel_l2) s.push_back(fmt::format("vs reference relative L2 error {:.3g}", *rel_l2));
+  if (rel_l2) {
+    std::string by_step;
+    for (std::size_t i = 0; i + 1 < rel_l2_steps.size(); ++i)
+      by_step += fmt::format("{}{}: {:.3g}", i ? ", " : " (after step ", rel_l2_steps[i], rel_l2_by_step[i]);
+    s.push_back(fmt::format("vs reference relative L2 error {:.3g}{}", *rel_l2, by_step.empty() ? "" : by_step + ")"));
+  }
+  if (density)
+    s.push_back(fmt::format("density png  {} (density min {:.9g}, max {:.9g})", c.density_png, density->lo, density->hi));
   s.push_back(fmt::format("memory       peak host {:.1f} MiB", peak_rss));
   return out;
 }
@@ -191,8 +370,13 @@ int main(int argc, char** argv) {
   app.add_option("--save-weights", c.save_weights, "write the law's weights (safetensors)");
   app.add_option("--initial-state", c.initial_state, "start from tensor 'psi0' of this safetensors file");
   app.add_option("--save-state", c.save_state, "write 'psi0' and 'psi' (after --steps steps)");
-  app.add_option("--reference-state", c.reference_state, "compare 'psi' of this file (same steps) with ours");
+  app.add_option("--save-steps", c.save_steps, "also write 'psi.<k>' after these steps k (comma-separated)")
+      ->delimiter(',');
+  app.add_option("--reference-state", c.reference_state,
+                 "compare 'psi' (and any 'psi.<k>') of this file, from the same start, with ours");
   app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here");
+  app.add_option("--density-png", c.density_png, "write the final density sum_c |psi_c|^2 per cell as a PNG");
+  app.add_option("--density-colormap", c.density_colormap, "heat | gray")->check(CLI::IsMember({"heat", "gray"}));
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
   CLI11_PARSE(app, argc, argv);
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark in ferrite and in PyTorch from the same inputs and writes a side-by-side report.
 #
-#   scripts/compare.sh mnist [--device cpu|cuda|all] [--reps N] [--torch-compile] [-- EXTRA BENCH FLAGS]
+#   scripts/compare.sh mnist|qca [--device cpu|cuda|all] [--reps N] [--torch-compile] [-- EXTRA BENCH FLAGS]
 #
 # Builds ferrite if needed; gets a python with torch from scripts/setup-compare.sh ($FERRITE_PYTHON to use
 # an existing one); exports the initial weights, data and batch order from ferrite; then runs ferrite and
@@ -9,11 +9,14 @@
 # report.md and PNG charts to results/<benchmark>-<timestamp>/ and prints the report. EXTRA BENCH FLAGS go
 # to ferrite and, except the data flags (--samples, --test-samples, --data-dir), to PyTorch, which reads the
 # data ferrite exported. Each run's stderr is kept in <run>.log next to its JSON.
+# qca: ferrite exports the law (--no-small-outc unless EXTRA sets --weights or --[no-]small-outc) and the
+# initial state; one untimed PyTorch run on the cpu writes the reference states after 1, 2, 10 steps and
+# --steps; every ferrite run reports its error against them; both time --steps steps (no --torch-compile).
 # Exit status: non-zero if a run failed or parity failed (not when ferrite is slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 bench=$1; shift
 device=cpu reps=5 compile=0 extra=()
@@ -27,9 +30,12 @@ while [ $# -gt 0 ]; do
     *) echo "compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-case "$bench" in mnist) ;; *) echo "compare.sh: unknown benchmark '$bench' (available: mnist)" >&2; exit 2 ;; esac
+case "$bench" in mnist|qca) ;; *) echo "compare.sh: unknown benchmark '$bench' (available: mnist, qca)" >&2; exit 2 ;; esac
 case "$device" in cpu|cuda|all) ;; *) echo "compare.sh: --device must be cpu, cuda or all, got '$device'" >&2; exit 2 ;; esac
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --reps must be a positive integer, got '$reps'" >&2; exit 2; }
+if [ "$bench" = qca ] && [ "$compile" = 1 ]; then
+  echo "compare.sh: --torch-compile is not available for qca (scripts/pytorch/qca.py runs eager only)" >&2; exit 2
+fi
 
 scripts/setup.sh
 scripts/build.sh
@@ -67,8 +73,61 @@ run() {
     status=1
   fi
 }
+# without VALUED_FLAGS -- BARE_FLAGS -- ARGS...: ARGS without those flags (as "--f v" or "--f=v"; bare ones
+# alone), in the array `kept`. The flags compare.sh sets itself must go: CLI11 refuses a repeated option.
+without() {
+  local valued=() bare=() skip=0 a
+  while [ "$1" != -- ]; do valued+=("$1"); shift; done; shift
+  while [ "$1" != -- ]; do bare+=("$1"); shift; done; shift
+  kept=()
+  for a in "$@"; do
+    if [ $skip = 1 ]; then skip=0; continue; fi
+    if [[ " ${valued[*]} " == *" $a "* ]]; then skip=1; continue; fi
+    if [[ " ${bare[*]} " == *" $a "* || " ${valued[*]/%/=} " == *" ${a%%=*}= "* ]]; then continue; fi
+    kept+=("$a")
+  done
+}
+if [ "$bench" = qca ]; then
+  # The export: the law and initial state (after one untimed step; --steps is the timed runs').
+  qca_set=(--threads --device --json --save-weights --save-state --save-steps --reference-state --density-png
+           --density-colormap)
+  without --steps --warmup-steps "${qca_set[@]}" -- -- "${extra[@]}"; export_extra=("${kept[@]}")
+  [[ " ${extra[*]} " =~ \ (--weights|--small-outc|--no-small-outc)(=|\ ) ]] || export_extra+=(--no-small-outc)
+  if ! "$exe" "${export_extra[@]}" --threads "$threads" --steps 1 --warmup-steps 0 \
+       --save-weights "$out/weights.safetensors" --save-state "$out/state.safetensors" --json "$out/export-run.json" \
+       >/dev/null 2>"$out/export-run.log"; then
+    echo "compare.sh: exporting the law and the initial state failed (log: $out/export-run.log):" >&2
+    tail -n 5 "$out/export-run.log" >&2
+    exit 1
+  fi
+  # The timed runs: the exported files replace whatever EXTRA named; PyTorch gets no ferrite-only flags.
+  without --weights --initial-state "${qca_set[@]}" -- -- "${extra[@]}"; ferrite_extra=("${kept[@]}")
+  without --weights --initial-state --init --seed "${qca_set[@]}" -- \
+    --small-outc --no-small-outc --pin --no-pin -- "${extra[@]}"; pytorch_extra=("${kept[@]}")
+  steps=100  # bench/qca's and qca.py's default
+  for ((i = 0; i < ${#extra[@]}; i++)); do
+    case "${extra[i]}" in --steps) steps=${extra[i + 1]:-$steps} ;; --steps=*) steps=${extra[i]#--steps=} ;; esac
+  done
+  [[ "$steps" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --steps must be a positive integer, got '$steps'" >&2; exit 2; }
+  save_steps=()
+  for k in 1 2 10; do [ "$k" -lt "$steps" ] && save_steps+=("$k"); done
+  save_steps_csv=$(IFS=,; echo "${save_steps[*]}")
+  inputs=(--weights "$out/weights.safetensors" --initial-state "$out/state.safetensors")
+  # The reference trajectory: PyTorch on the cpu, TF32 off (qca.py's default), untimed for the report
+  # (argparse lets the later --warmup-steps 0 win over one in EXTRA).
+  if ! "$py" scripts/pytorch/qca.py "${pytorch_extra[@]}" --threads "$threads" --device cpu --warmup-steps 0 \
+       "${inputs[@]}" --save-state "$out/reference.safetensors" ${save_steps_csv:+--save-steps "$save_steps_csv"} \
+       --json "$out/pytorch-reference.json" >/dev/null 2>"$out/pytorch-reference.log"; then
+    echo "compare.sh: the PyTorch reference run failed (log: $out/pytorch-reference.log):" >&2
+    tail -n 5 "$out/pytorch-reference.log" >&2
+    exit 1
+  fi
+fi
 common=(--threads "$threads" --quiet)
-if ! "$exe" "${common[@]}" "${extra[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" \
+[ "$bench" = qca ] && common=(--threads "$threads")
+if [ "$bench" = qca ]; then
+  :  # exported above
+elif ! "$exe" "${common[@]}" "${extra[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" \
      --export-data "$out/data.safetensors" --json "$out/export-run.json" >/dev/null 2>"$out/export-run.log"; then
   echo "compare.sh: exporting the initial weights and data failed (log: $out/export-run.log):" >&2
   tail -n 5 "$out/export-run.log" >&2
@@ -79,11 +138,18 @@ for dev in "${devices[@]}"; do
   for i in $(seq 1 "$reps"); do
     echo "compare.sh: $dev repetition $i/$reps" >&2
     f=$out/ferrite-$dev-$i.json p=$out/pytorch-$dev-$i.json
+    if [ "$bench" = qca ]; then
+      run "ferrite ($dev, repetition $i)" "$f" "$exe" "${common[@]}" "${ferrite_extra[@]}" --device "$dev" \
+        "${inputs[@]}" --reference-state "$out/reference.safetensors" --json "$f"
+      run "PyTorch eager ($dev, repetition $i)" "$p" "$py" scripts/pytorch/qca.py "${common[@]}" \
+        "${pytorch_extra[@]}" --device "$dev" "${inputs[@]}" --json "$p"
+    else
     run "ferrite ($dev, repetition $i)" "$f" \
       "$exe" "${common[@]}" "${extra[@]}" --device "$dev" --init-from "$out/init.safetensors" --json "$f"
     run "PyTorch eager ($dev, repetition $i)" "$p" \
       "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" --device "$dev" \
       --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$p"
+    fi
     [ -s "$f" ] && ferrite_json+=("$f")
     [ -s "$p" ] && pytorch_json+=("$p")
     if [ "$compile" = 1 ]; then

@@ -28,13 +28,18 @@
 #include "ferrite/backend/cpu/threading.hpp"
 #include "ferrite/backend/cpu/gemm_kernel.hpp"
 #include "ferrite/backend/cpu/gemm.hpp"
+#include "ferrite/backend/cpu/winograd.hpp"
 #include "ferrite/backend/cpu/reference/gemm.hpp"
 #include "ferrite/backend/cpu/reference/nn_ops.hpp"
 #include "ferrite/backend/cpu/reference/conv.hpp"
 
-// backends available to this build and machine; the CUDA runtime's host-side queries
+// backends available to this build and machine; the CUDA backend's host API (device queries, memory
+// statistics, per-kernel entry points, the GPU MLP trainer; stubs without FERRITE_WITH_CUDA)
 #include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/backend/devices.hpp"
+#include "ferrite/backend/cuda/memory.hpp"
+#include "ferrite/backend/cuda/ops.hpp"
+#include "ferrite/backend/cuda/mlp_trainer.hpp"
 
 // nn: modules with explicit forward/backward, parameters, PyTorch inits, state dict
 #include "ferrite/nn/parameter.hpp"
@@ -59,8 +64,9 @@
 #include "ferrite/data/idx.hpp"
 #include "ferrite/data/loader.hpp"
 
-// io: safetensors and the f16/bf16 conversions it needs
+// io: safetensors and the f16/bf16 conversions it needs; PNG pictures (qca density maps)
 #include "ferrite/io/half.hpp"
+#include "ferrite/io/png.hpp"
 #include "ferrite/io/safetensors.hpp"
 
 // train: the classifier training loop and evaluation

@@ -35,7 +35,10 @@ def parse_args(argv):
     p.add_argument("--warmup-steps", type=int, default=10)
     p.add_argument("--eval-batch", type=int, default=1000)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (labelled in the report)")
-    p.add_argument("--cuda-graphs", action="store_true", help="reserved for the CUDA comparison")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="--device cuda: capture the whole training step in a CUDA graph and replay it, losses read "
+                        "back once per epoch, like ferrite's CUDA trainer (labelled in the report; Adam/AdamW run "
+                        "with capturable=True, whose bias corrections are computed on the GPU in float)")
     p.add_argument("--json", default="")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -52,13 +55,104 @@ def make_model():
                                torch.nn.ReLU(), torch.nn.Linear(64, 10))
 
 
-def make_optimizer(args, params):
+def make_optimizer(args, params, capturable=False):
     if args.optimizer == "adam":
-        return torch.optim.Adam(params, lr=args.lr, weight_decay=max(args.weight_decay, 0.0))
+        return torch.optim.Adam(params, lr=args.lr, weight_decay=max(args.weight_decay, 0.0), capturable=capturable)
     if args.optimizer == "adamw":
         wd = args.weight_decay if args.weight_decay >= 0 else 1e-2
-        return torch.optim.AdamW(params, lr=args.lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, capturable=capturable)
     return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=max(args.weight_decay, 0.0))
+
+
+def train_eager(args, model, train_step, order_dev, n, sync):
+    """The reference loop: one eager step per batch; .item() reads each loss (on CUDA a sync per step)."""
+    opt = make_optimizer(args, model.parameters())
+    step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = [], [], [], [], []
+    for e in range(args.epochs):
+        losses = []
+        sync()
+        t_epoch = common.now()
+        for b in range(0, n, args.batch):
+            t0 = common.now()
+            loss = train_step(opt, order_dev[e, b:b + args.batch]).item()  # .item() syncs, as ferrite reads each loss
+            t1 = common.now()
+            step_ms.append((t1 - t0) * 1e3)
+            losses.append(loss)
+        sync()
+        epoch_seconds.append(common.now() - t_epoch)
+        epoch_samples.append(n)
+        step_loss += losses
+        epoch_loss.append(sum(losses) / len(losses))
+        if not args.quiet and n >= 20000:
+            print(f"epoch {e + 1}/{args.epochs} loss {epoch_loss[-1]:.4f}", file=sys.stderr)
+    return step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples
+
+
+def train_graphed(args, model, initial, x_train, y_train, order_dev, n):
+    """--cuda-graphs: the whole step (gather by index, forward, loss, backward, optimizer) captured once in a CUDA
+    graph and replayed for every full batch (a partial last batch runs eagerly); the per-step losses stay on the
+    GPU until the epoch ends; per-step times are CUDA events between steps. What ferrite's CUDA trainer does."""
+    device = x_train.device
+    opt = make_optimizer(args, model.parameters(), capturable=True)
+    batches = (n + args.batch - 1) // args.batch
+
+    def body(idx):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    graph, static_idx, static_loss = None, None, None
+    if n >= args.batch:
+        static_idx = order_dev[0, :args.batch].clone()
+        # Warm-up on a side stream before capture (torch.cuda.graphs' rule), then capture (which runs nothing).
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                body(static_idx)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            static_loss = body(static_idx)
+    # Back to the initial weights and a fresh optimizer state, in place: the graph holds their addresses.
+    # (SGD's momentum buffer restarts from zeros, not from the first gradient: equal when dampening is 0.)
+    with torch.no_grad():
+        model.load_state_dict(initial)
+        for state in opt.state.values():
+            for value in state.values():
+                if torch.is_tensor(value):
+                    value.zero_()
+    torch.cuda.synchronize()
+
+    losses_dev = torch.zeros(batches, device=device)
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(batches + 1)]
+    step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = [], [], [], [], []
+    for e in range(args.epochs):
+        torch.cuda.synchronize()
+        t_epoch = common.now()
+        events[0].record()
+        for s, b in enumerate(range(0, n, args.batch)):
+            idx = order_dev[e, b:b + args.batch]
+            if graph is not None and idx.numel() == args.batch:
+                static_idx.copy_(idx)
+                graph.replay()
+                losses_dev[s].copy_(static_loss)
+            else:
+                losses_dev[s].copy_(body(idx))
+            events[s + 1].record()
+        losses = losses_dev.tolist()  # the epoch's one read-back (syncs)
+        torch.cuda.synchronize()
+        epoch_seconds.append(common.now() - t_epoch)
+        epoch_samples.append(n)
+        step_ms += [events[i].elapsed_time(events[i + 1]) for i in range(batches)]
+        step_loss += losses
+        epoch_loss.append(sum(losses) / len(losses))
+        if not args.quiet and n >= 20000:
+            print(f"epoch {e + 1}/{args.epochs} loss {epoch_loss[-1]:.4f}", file=sys.stderr)
+    return step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples
 
 
 def flops_per_sample():
@@ -88,6 +182,12 @@ def main(argv):
 def run(args, device, report):
     if args.compile:
         report["framework"]["backend"]["torch_compile"] = True
+    if args.cuda_graphs:
+        if device.type != "cuda":
+            raise ValueError("--cuda-graphs needs --device cuda")
+        if args.compile:
+            raise ValueError("--cuda-graphs and --compile do not combine here")
+        report["framework"]["backend"]["cuda_graphs"] = True
 
     data = load_file(args.data_from)
     x_train = data["train_images"].to(device)
@@ -125,26 +225,14 @@ def run(args, device, report):
         model.load_state_dict(initial)
         sync()
 
-    opt = make_optimizer(args, model.parameters())
-    step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = [], [], [], [], []
-    order_dev = order.to(device)
-    for e in range(args.epochs):
-        losses = []
-        sync()
-        t_epoch = common.now()
-        for b in range(0, n, args.batch):
-            t0 = common.now()
-            loss = train_step(opt, order_dev[e, b:b + args.batch]).item()  # .item() syncs, as ferrite reads each loss
-            t1 = common.now()
-            step_ms.append((t1 - t0) * 1e3)
-            losses.append(loss)
-        sync()
-        epoch_seconds.append(common.now() - t_epoch)
-        epoch_samples.append(n)
-        step_loss += losses
-        epoch_loss.append(sum(losses) / len(losses))
-        if not args.quiet and n >= 20000:
-            print(f"epoch {e + 1}/{args.epochs} loss {epoch_loss[-1]:.4f}", file=sys.stderr)
+    if args.cuda_graphs:
+        step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = train_graphed(
+            args, model, initial, x_train, y_train, order.to(device), n)
+        step_time = "GPU time per step: CUDA events between graph replays (losses read back once per epoch)"
+    else:
+        step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = train_eager(
+            args, model, train_step, order.to(device), n, sync)
+        step_time = "host wall clock per step, .item() after each step"
 
     def evaluate(x, y):
         correct, total_loss = 0, 0.0
@@ -176,7 +264,8 @@ def run(args, device, report):
     report["quality"] = {"loss_per_epoch": epoch_loss, "final_loss": epoch_loss[-1], "train_accuracy": train_acc,
                          "test_accuracy": test_acc, "test_loss": test_loss, "loss_per_step": step_loss}
     report["extra"] = {"model": "mlp 784-128-64-10", "train_samples": n, "test_samples": int(x_test.shape[0]),
-                       "steps": len(step_ms), "torch_compile": bool(args.compile)}
+                       "steps": len(step_ms), "torch_compile": bool(args.compile), "cuda_graphs": bool(args.cuda_graphs),
+                       "step_time": step_time}
     print(f"pytorch mnist — {n} train, batch {args.batch}, {args.epochs} epochs, {args.optimizer}, "
           f"{torch.get_num_threads()} thread(s){' , torch.compile' if args.compile else ''}")
     print(f"throughput {tput:.0f} samples/s, step p50 {report['metrics']['latency_ms']['p50'] * 1e3:.1f} µs, "

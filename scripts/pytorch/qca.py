@@ -7,6 +7,10 @@ before timing, device sync before every clock read, TF32 off (unless --allow-tf3
 
   python scripts/pytorch/qca.py --grid 128 --threads 2 --json pt.json
   python scripts/pytorch/qca.py --weights w.safetensors --initial-state s.safetensors --save-state t.safetensors
+  python scripts/pytorch/qca.py ... --save-state t.safetensors --save-steps 1,10   (also psi.1, psi.10)
+
+--save-state writes psi0, psi (after --steps) and psi.<k> (after k steps, --save-steps); --reference-state
+compares psi and every psi.<k> the file holds, by relative L2 error (quality.rel_l2_steps / rel_l2_by_step).
 """
 import argparse
 import os
@@ -48,6 +52,7 @@ def main():
     ap.add_argument("--initial-state", default="")
     ap.add_argument("--save-state", default="")
     ap.add_argument("--reference-state", default="")
+    ap.add_argument("--save-steps", default="", help="comma-separated steps k whose state goes to --save-state as psi.<k>")
     ap.add_argument("--allow-tf32", action="store_true")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
@@ -60,6 +65,24 @@ def main():
     try:
         if a.grid % 4:
             raise ValueError(f"the grid must be a multiple of 4, got {a.grid}")
+        try:
+            save_steps = sorted({int(k) for k in a.save_steps.split(",") if k.strip()})
+        except ValueError:
+            raise ValueError(f"--save-steps must be comma-separated integers, got {a.save_steps!r}") from None
+        if any(not 1 <= k <= a.steps for k in save_steps):
+            raise ValueError(f"--save-steps {a.save_steps}: every step must be in 1..{a.steps} (--steps)")
+        reference = {}
+        if a.reference_state:  # {k: psi after k steps}: 'psi' is after --steps, 'psi.<k>' after k
+            for name, t in safetensors.torch.load_file(a.reference_state).items():
+                if name == "psi" or (name.startswith("psi.") and name[4:].isdigit()):
+                    k = a.steps if name == "psi" else int(name[4:])
+                    if not 1 <= k <= a.steps:
+                        raise ValueError(f"{a.reference_state}: {name} is after {k} steps, this run makes {a.steps}")
+                    if name == "psi" or k not in reference:
+                        reference[k] = t.double()
+            if a.steps not in reference:
+                raise ValueError(f"{a.reference_state}: no tensor named 'psi'")
+        kept_steps = set(save_steps) | set(reference)
         torch.manual_seed(a.seed)
         model = QcaUNet(a.d_state, a.hidden, small_outc=True)
         if a.weights:
@@ -83,24 +106,31 @@ def main():
                 psi = qca_step(model, psi, a.law, a.gamma)
             sync()
             psi = psi0
-            step_ms = []
+            step_ms, kept = [], {}
             t_total = common.now()
-            for _ in range(a.steps):
+            for i in range(a.steps):
                 t0 = common.now()
                 psi = qca_step(model, psi, a.law, a.gamma)
                 sync()
                 step_ms.append((common.now() - t0) * 1e3)
+                if i + 1 in kept_steps:
+                    kept[i + 1] = psi  # each step makes a new tensor: keeping it costs no copy
             seconds = common.now() - t_total
             psi = psi.cpu()
             norms = psi.abs().pow(2).sum(-1).sqrt()
             max_norm_error = float((norms.double() - 1).abs().max())
             energy = float(psi.abs().pow(2).double().mean())
-            rel = None
-            if a.reference_state:
-                ref = safetensors.torch.load_file(a.reference_state)["psi"].double()
-                rel = float((as_real(psi).double() - ref).norm() / ref.norm())
+            rel_by_step = {}
+            for k, ref in sorted(reference.items()):
+                if tuple(ref.shape) != tuple(as_real(psi).shape):
+                    raise ValueError(f"{a.reference_state}: the state after {k} steps is {list(ref.shape)}, this run's "
+                                     f"is {list(as_real(psi).shape)} (same --grid and --d-state needed)")
+                rel_by_step[k] = float((as_real(kept[k].cpu()).double() - ref).norm() / ref.norm())
+            rel = rel_by_step.get(a.steps)
             if a.save_state:
-                safetensors.torch.save_file({"psi0": as_real(psi0.cpu()), "psi": as_real(psi)}, a.save_state,
+                states = {"psi0": as_real(psi0.cpu()), "psi": as_real(psi)}
+                states.update({f"psi.{k}": as_real(kept[k].cpu()) for k in save_steps})
+                safetensors.torch.save_file(states, a.save_state,
                                             metadata={"steps": str(a.steps), "law": a.law, "producer": "pytorch"})
         steps_per_s = a.steps / seconds
         flops = flops_per_step(a.d_state, a.hidden, a.grid)
@@ -113,12 +143,16 @@ def main():
                                "device": torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None},
             "flops_per_step": flops, "gflops": flops * steps_per_s / 1e9,
             "cells_per_s": steps_per_s * a.grid * a.grid, "total_seconds": seconds}
-        report["quality"] = {"loss_per_epoch": [energy], "final_loss": energy, "train_accuracy": None,
+        report["quality"] = {"loss_per_epoch": None, "final_loss": None, "train_accuracy": None,
                              "test_accuracy": None, "energy": energy, "max_norm_error": max_norm_error,
                              "rel_l2_vs_reference": rel}
+        if rel_by_step:
+            report["quality"]["rel_l2_steps"] = list(rel_by_step)
+            report["quality"]["rel_l2_by_step"] = list(rel_by_step.values())
         report["extra"] = {"model": "qca unet (Aetheria 2-level U-Net)",
                            "parameters": sum(p.numel() for p in model.parameters()), "cells": a.grid * a.grid,
-                           "note": "quality.loss_per_epoch / final_loss hold the energy; eager PyTorch"}
+                           "note": "quality.energy is mean|psi|^2; loss_per_epoch / final_loss are null (nothing is "
+                                   "trained); eager PyTorch"}
         lat = report["metrics"]["latency_ms"]
         print(f"pytorch qca — {a.grid}x{a.grid}, d {a.d_state}, hidden {a.hidden}, {a.law}, {a.steps} steps, "
               f"{torch.get_num_threads()} thread(s)")

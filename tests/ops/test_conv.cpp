@@ -7,6 +7,13 @@
 // 1e-5 * max(1, |ref|) per element: 5x that estimate, still far below any indexing bug (O(1) errors).
 // GroupNorm/ELU: float rounding of x * scale + shift and xsimd's expm1 (a few ulp): 1e-5 as well.
 // MaxPool and concat move values without arithmetic: exact.
+// Winograd F(2x2, 3x3) (backend/cpu/winograd.hpp): its transforms add up to 4 (input) and 9 (output)
+// float terms, but its FMA chains are Cin long instead of 9 Cin. Measured against the double oracle
+// (inputs N(0, 1), also N(3, 1) and 100 N(0, 1); Cin 1 .. 512): relative L2 error 0.8e-7 .. 7e-7,
+// 0.5x .. 1.5x the direct path's on the same problem; worst element 6.6e-6 * max(1, |ref|) at
+// Cin = 512. The tests hold it to the direct path's 1e-5 per element and, as a whole, to relative L2
+// <= 2e-6 and <= 3x the direct path's + 5e-7 (a few ulp: where the direct sum is exact, e.g. a 1x1
+// image of one channel, Winograd still rounds its transforms). An indexing bug gives O(1) errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -70,7 +77,7 @@ TEST(Conv, Conv2dMatchesReference) {
         Tensor b = randn({cout}, 3);
         Tensor y = Tensor::full<float>({cout, h, w}, 123.f).value(), y_ref = Tensor::empty({cout, h, w}).value();
         TensorView<const float> bias = with_bias ? b.view<float>() : TensorView<float>{};
-        ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), bias, chw(y)).ok()) << what;
+        ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), bias, chw(y), ConvAlgorithm::direct).ok()) << what;
         cpu::reference::conv2d_same<float>(cchw(x), wt.data<float>(), k, with_bias ? b.data<float>() : nullptr,
                                            chw(y_ref));
         expect_close(y, y_ref, kTol, what);
@@ -78,17 +85,132 @@ TEST(Conv, Conv2dMatchesReference) {
 }
 
 TEST(Conv, Conv2dIsThreadCountIndependent) {
-  Tensor x = randn({24, 45, 37}, 4), wt = randn({40, 24, 3, 3}, 5, 0.07f);
-  Tensor y1 = Tensor::empty({40, 45, 37}).value(), y2 = Tensor::empty({40, 45, 37}).value();
-  {
-    cpu::ThreadLimit one(1);
-    ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), {}, chw(y1)).ok());
+  // 45 x 75: several Winograd blocks of 2 tile rows, tile rows that cross 32-tile panels, odd edges.
+  Tensor x = randn({24, 45, 75}, 4), wt = randn({40, 24, 3, 3}, 5, 0.07f), b = randn({40}, 6);
+  for (auto algorithm : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+    Tensor y1 = Tensor::empty({40, 45, 75}).value(), y2 = Tensor::empty({40, 45, 75}).value();
+    {
+      cpu::ThreadLimit one(1);
+      ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), b.view<float>(), chw(y1), algorithm).ok());
+    }
+    {
+      cpu::ThreadLimit two(2);
+      ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), b.view<float>(), chw(y2), algorithm).ok());
+    }
+    expect_equal(y1, y2, algorithm == ConvAlgorithm::direct ? "direct 1 vs 2 threads" : "winograd 1 vs 2 threads");
   }
-  {
-    cpu::ThreadLimit two(2);
-    ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), {}, chw(y2)).ok());
+}
+
+namespace {
+
+// sqrt(sum (got - ref)^2 / sum ref^2)
+double relative_l2(const Tensor& got, const Tensor& ref) {
+  double num = 0, den = 0;
+  for (std::int64_t i = 0; i < got.numel(); ++i) {
+    const double d = double(got.data<float>()[i]) - double(ref.data<float>()[i]);
+    num += d * d;
+    den += double(ref.data<float>()[i]) * ref.data<float>()[i];
   }
-  expect_equal(y1, y2, "conv2d 1 vs 2 threads");
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// (Cin, Cout, H, W): odd sizes and channel counts, Cout not a multiple of the micro-kernel's 8 rows,
+// images smaller than a tile, single rows / columns, tile rows longer than a 32-tile panel (75 wide),
+// several blocks, deep K.
+const std::vector<std::tuple<int, int, int, int>> kWinogradSizes{
+    {1, 1, 1, 1},     {1, 3, 2, 5},   {3, 5, 7, 9},    {5, 7, 9, 11},  {16, 33, 13, 5}, {17, 9, 9, 11},
+    {16, 32, 16, 16}, {33, 40, 1, 17}, {7, 12, 23, 1}, {96, 32, 17, 19}, {64, 64, 31, 30}, {24, 40, 45, 75},
+    {256, 20, 8, 8},  {8, 16, 40, 40}};
+
+}  // namespace
+
+TEST(Conv, WinogradMatchesReference) {
+  for (auto [cin, cout, h, w] : kWinogradSizes)
+    for (float shift : {0.f, 3.f})  // a shifted mean: the transforms subtract neighbours
+      for (bool with_bias : {false, true}) {
+        const std::string what = "winograd " + std::to_string(cin) + "->" + std::to_string(cout) + " " +
+                                 std::to_string(h) + "x" + std::to_string(w) + (shift != 0.f ? " shifted" : "") +
+                                 (with_bias ? " bias" : "");
+        Tensor x = randn({cin, h, w}, 21, 1.f, shift);
+        Tensor wt = randn({cout, cin, 3, 3}, 22, 1.f / std::sqrt(float(cin * 9)));
+        Tensor b = randn({cout}, 23);
+        TensorView<const float> bias = with_bias ? b.view<float>() : TensorView<float>{};
+        Tensor y = Tensor::full<float>({cout, h, w}, 123.f).value(), y_direct = Tensor::empty({cout, h, w}).value();
+        Tensor y_ref = Tensor::empty({cout, h, w}).value();
+        ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), bias, chw(y), ConvAlgorithm::winograd).ok()) << what;
+        ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), bias, chw(y_direct), ConvAlgorithm::direct).ok()) << what;
+        cpu::reference::conv2d_same<float>(cchw(x), wt.data<float>(), 3, with_bias ? b.data<float>() : nullptr,
+                                           chw(y_ref));
+        expect_close(y, y_ref, kTol, what);
+        const double err = relative_l2(y, y_ref), err_direct = relative_l2(y_direct, y_ref);
+        EXPECT_LE(err, 2e-6) << what;
+        EXPECT_LE(err, 3 * err_direct + 5e-7) << what << " (direct: " << err_direct << ")";
+      }
+}
+
+TEST(Conv, WinogradPlanMatchesPerCallTransform) {
+  // A plan holds the same transformed weights conv2d(..., winograd) computes per call: bit-identical.
+  Tensor x = randn({20, 19, 26}, 24), wt = randn({13, 20, 3, 3}, 25, 0.07f), b = randn({13}, 26);
+  auto plan = WinogradConv3x3::create(wt.view<float>());
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  EXPECT_EQ(plan.value().out_channels(), 13);
+  EXPECT_EQ(plan.value().in_channels(), 20);
+  Tensor y_plan = Tensor::empty({13, 19, 26}).value(), y_call = Tensor::empty({13, 19, 26}).value();
+  ASSERT_TRUE(conv2d(cchw(x), plan.value(), b.view<float>(), chw(y_plan)).ok());
+  ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), b.view<float>(), chw(y_call), ConvAlgorithm::winograd).ok());
+  expect_equal(y_plan, y_call, "plan vs per-call transform");
+
+  // After the weights change, update() re-transforms them.
+  Tensor wt2 = randn({13, 20, 3, 3}, 27, 0.07f);
+  ASSERT_TRUE(plan.value().update(wt2.view<float>()).ok());
+  ASSERT_TRUE(conv2d(cchw(x), plan.value(), {}, chw(y_plan)).ok());
+  ASSERT_TRUE(conv2d(cchw(x), wt2.view<float>(), {}, chw(y_call), ConvAlgorithm::winograd).ok());
+  expect_equal(y_plan, y_call, "plan after update");
+}
+
+TEST(Conv, AutomaticPicksWinogradWhereItPays) {
+  EXPECT_TRUE(winograd_pays(32, 32, 128, 128));
+  EXPECT_TRUE(winograd_pays(256, 256, 16, 16));
+  EXPECT_FALSE(winograd_pays(2, 32, 128, 128));   // few input channels: the direct path's K = 9 Cin wins
+  EXPECT_FALSE(winograd_pays(256, 256, 12, 12));  // 36 tiles: too few to share between threads
+  EXPECT_FALSE(winograd_pays(32, 32, 4, 64));     // a sliver
+  for (auto [cin, h] : {std::pair{16, 16}, std::pair{2, 16}, std::pair{16, 12}}) {
+    Tensor x = randn({cin, h, h}, 28), wt = randn({16, cin, 3, 3}, 29, 0.1f);
+    Tensor y_auto = Tensor::empty({16, h, h}).value(), y_pick = Tensor::empty({16, h, h}).value();
+    const auto expected = winograd_pays(cin, 16, h, h) ? ConvAlgorithm::winograd : ConvAlgorithm::direct;
+    ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), {}, chw(y_auto)).ok());
+    ASSERT_TRUE(conv2d(cchw(x), wt.view<float>(), {}, chw(y_pick), expected).ok());
+    expect_equal(y_auto, y_pick, "automatic, Cin " + std::to_string(cin) + ", " + std::to_string(h) + "^2");
+  }
+}
+
+TEST(Conv, WinogradRejectsBadShapes) {
+  Tensor x = randn({3, 8, 8}, 1), y = Tensor::empty({4, 8, 8}).value();
+  Tensor w5 = randn({4, 3, 5, 5}, 2), w1 = randn({4, 3, 1, 1}, 2), w_cin = randn({4, 5, 3, 3}, 2);
+  auto s = conv2d(cchw(x), w5.view<float>(), {}, chw(y), ConvAlgorithm::winograd);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);
+  EXPECT_NE(s.error().message.find("3x3"), std::string::npos) << s.error().to_string();
+  EXPECT_EQ(conv2d(cchw(x), w_cin.view<float>(), {}, chw(y), ConvAlgorithm::winograd).error().code,
+            ErrorCode::shape_mismatch);
+
+  auto bad_plan = WinogradConv3x3::create(w1.view<float>());
+  ASSERT_FALSE(bad_plan.ok());
+  EXPECT_EQ(bad_plan.error().code, ErrorCode::shape_mismatch);
+  EXPECT_EQ(bad_plan.error().op, "WinogradConv3x3");
+
+  auto plan = WinogradConv3x3::create(w_cin.view<float>()).value();  // expects Cin = 5
+  auto p = conv2d(cchw(x), plan, {}, chw(y));
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::shape_mismatch);
+  EXPECT_NE(p.error().shapes.find("[4, 5, 3, 3]"), std::string::npos) << p.error().to_string();
+  Tensor x5 = randn({5, 8, 8}, 1), y_bad = Tensor::empty({4, 8, 9}).value(), b_bad = randn({3}, 3);
+  EXPECT_EQ(conv2d(cchw(x5), plan, {}, chw(y_bad)).error().code, ErrorCode::shape_mismatch);
+  EXPECT_EQ(conv2d(cchw(x5), plan, b_bad.view<float>(), chw(y)).error().code, ErrorCode::shape_mismatch);
+  Tensor same = randn({5, 8, 8}, 1);
+  auto plan55 = WinogradConv3x3::create(randn({5, 5, 3, 3}, 2).view<float>()).value();
+  EXPECT_EQ(conv2d(cchw(same), plan55, {}, chw(same)).error().code, ErrorCode::invalid_argument);
+  EXPECT_EQ(plan.update(w5.view<float>()).error().code, ErrorCode::shape_mismatch);
 }
 
 TEST(Conv, Conv2dRejectsBadShapes) {

@@ -2,6 +2,7 @@
 """Tests of scripts/compare.py, the report engine of scripts/compare.sh (meson suite 'scripts').
 
 usage: test_compare.py [unittest options]
+(mnist: the stored documents; qca: variants of them carrying bench/qca's fields.)
 Standard library only: needs neither torch nor matplotlib. Every case runs compare.py as a program, as
 compare.sh does, with matplotlib shadowed by a module that raises ImportError, so the result does not
 depend on what is installed. Inputs: the hand-made ferrite-bench/1 documents in tests/scripts/data/ and
@@ -342,6 +343,114 @@ class CompareTest(unittest.TestCase):
         rc, out, _ = self.compare([FERRITE], [p])
         self.assertEqual(rc, 0, out)
         self.assertIn("ratio undefined (PyTorch eager throughput median is 0)", out)
+
+    # --- qca: parity by the state, not by losses ------------------------------------------------------------
+
+    def qca(self, base, name, mutate=None, valid=True, rel=(3e-7, 4e-6, 5e-5)):
+        """A bench/qca (or scripts/pytorch/qca.py) document made from the mnist one; `rel`: ferrite's relative
+        L2 error after steps 1, 10, 20 (PyTorch documents carry none)."""
+        def to_qca(d):
+            d["benchmark"] = "qca"
+            d["config"] = {"grid": 64, "d_state": 8, "hidden": 32, "law": "unet-unitary", "gamma": 0.01, "steps": 20,
+                           "warmup_steps": 0, "threads": 2, "device": "cpu", "weights": "out/weights.safetensors",
+                           "initial_state": "out/state.safetensors", "reference_state": ""}
+            d["metrics"]["throughput"].update(value=19.5 if d["framework"]["name"] == "ferrite" else 13.0,
+                                              unit="steps/s")
+            d["metrics"]["latency_ms"]["count"] = 20
+            d["quality"] = {"loss_per_epoch": None, "final_loss": None, "train_accuracy": None,
+                            "test_accuracy": None, "energy": 0.125, "max_norm_error": 1.2e-7,
+                            "rel_l2_vs_reference": None}
+            if d["framework"]["name"] == "ferrite":
+                d["config"]["reference_state"] = "out/reference.safetensors"
+                d["quality"].update(rel_l2_vs_reference=rel[-1], rel_l2_steps=[1, 10, 20], rel_l2_by_step=list(rel))
+            if mutate:
+                mutate(d)
+        return self.variant(base, name, to_qca, valid=valid)
+
+    def test_qca_same_state_passes_with_its_own_checks(self):
+        rc, out, _ = self.compare([self.qca(FERRITE, "f.json")], [self.qca(PYTORCH, "p.json")])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("**parity (cpu):** PASS", out)
+        self.assertIn("stepped the same law", out)
+        self.assertNotIn("step losses", out)
+        self.assertIn("| energy | train acc | test acc |", out)
+        self.assertIn("| 19.5 (19.5–19.5) steps/s |", self.row(out, "| ferrite (0.1.0, 2 threads)"))
+        self.assertIn("1.50× that of PyTorch eager (faster)", out)
+        self.assertIn("| 0 | 0 | yes |", self.row(out, "| settings that differ"))
+        self.assertIn("| 3e-07 | 1e-05 | yes |", self.row(out, "| psi after 1 step, relative L2 error vs PyTorch "
+                                                          "reference (reference.safetensors)"))
+        self.assertIn("| 4e-06 | 0.0001 | yes |", self.row(out, "| psi after 10 steps"))
+        self.assertIn("(informational: rounding grows with the horizon) | 5e-05 | – | yes |",
+                      self.row(out, "| psi after 20 steps"))
+        self.assertIn("| 1.2e-07 | 1e-06 | yes |", self.row(out, "| ferrite: max over cells"))
+        self.assertIn("| 1.2e-07 | 1e-06 | yes |", self.row(out, "| PyTorch: max over cells"))
+        self.assertIn("| 0 | – | yes |", self.row(out, "| energy = mean(abs(psi)^2), relative difference"))
+        table = out.split("| parity check |")[1].split("\n\n")[0]
+        for line in table.splitlines()[1:]:
+            self.assertEqual(line.count("|"), 5, f"a cell breaks the markdown table: {line}")
+
+    def test_qca_one_step_error_above_tolerance_fails(self):
+        rc, out, _ = self.compare([self.qca(FERRITE, "f.json", rel=(3e-5, 4e-5, 5e-5))], [self.qca(PYTORCH, "p.json")])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("**parity (cpu):** FAIL", out)
+        self.assertTrue(self.row(out, "| psi after 1 step").endswith("| 3e-05 | 1e-05 | **NO** |"))
+        self.assertTrue(self.row(out, "| psi after 10 steps").endswith("| yes |"))
+
+    def test_qca_short_horizon_bound_and_long_horizon_is_informational(self):
+        for rel, rc_want in [((1e-6, 2e-4, 0.1), 1), ((1e-6, 5e-5, 1.4), 0)]:
+            with self.subTest(rel=rel):
+                rc, out, _ = self.compare([self.qca(FERRITE, "f.json", rel=rel)], [self.qca(PYTORCH, "p.json")])
+                self.assertEqual(rc, rc_want, out)
+                self.assertIn(f"| {rel[2]:.3g} | – | yes |", self.row(out, "| psi after 20 steps"))
+
+    def test_qca_without_a_one_step_error_is_not_comparable(self):
+        def final_only(d):
+            d["quality"].pop("rel_l2_steps")
+            d["quality"].pop("rel_l2_by_step")
+        rc, out, _ = self.compare([self.qca(FERRITE, "f.json", final_only)], [self.qca(PYTORCH, "p.json")])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("psi after 1 step: ferrite reports no error against a PyTorch reference", out)
+        self.assertIn("| 5e-05 | – | yes |", self.row(out, "| psi after 20 steps"))  # the final one is still shown
+        none = self.qca(FERRITE, "none.json", lambda d: (final_only(d), d["quality"].update(rel_l2_vs_reference=None)))
+        rc, out, _ = self.compare([none], [self.qca(PYTORCH, "p.json")])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("not comparable | – | 1e-05 | **NO** |", out)
+
+    def test_qca_norm_error_on_either_side_fails(self):
+        for base, who in [(FERRITE, "ferrite"), (PYTORCH, "PyTorch")]:
+            with self.subTest(side=who):
+                bad = self.qca(base, "bad.json", lambda d: d["quality"].update(max_norm_error=3e-6))
+                other = self.qca(PYTORCH if base == FERRITE else FERRITE, "other.json")
+                f, p = (bad, other) if base == FERRITE else (other, bad)
+                rc, out, _ = self.compare([f], [p])
+                self.assertEqual(rc, 1, out)
+                self.assertTrue(self.row(out, f"| {who}: max over cells").endswith("| 3e-06 | 1e-06 | **NO** |"))
+
+    def test_qca_different_inputs_fail(self):
+        p = self.qca(PYTORCH, "p.json", lambda d: d["config"].update(steps=10, weights="other.safetensors"))
+        rc, out, _ = self.compare([self.qca(FERRITE, "f.json")], [p])
+        self.assertEqual(rc, 1, out)
+        row = self.row(out, "| settings that differ")
+        self.assertIn("steps 20 vs 10", row)
+        self.assertIn("weights 'out/weights.safetensors' vs 'other.safetensors'", row)
+        self.assertTrue(row.endswith("| 2 | 0 | **NO** |"), row)
+        # Default-initialised laws (no weights file) are not the same law in both frameworks.
+        no_files = lambda d: d["config"].update(weights="")  # noqa: E731
+        rc, out, _ = self.compare([self.qca(FERRITE, "f.json", no_files)], [self.qca(PYTORCH, "p.json", no_files)])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("no weights file", self.row(out, "| settings that differ"))
+
+    def test_qca_without_energy_is_a_malformed_run(self):
+        f = self.qca(FERRITE, "f.json", lambda d: d["quality"].pop("energy"))
+        rc, out, _ = self.compare([f], [self.qca(PYTORCH, "p.json")])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("malformed report: status is success but quality.energy is missing", out)
+
+    def test_qca_nan_error_fails(self):
+        f = self.qca(FERRITE, "f.json", valid=False, rel=(float("nan"), 1e-6, 1e-6))
+        rc, out, _ = self.compare([f], [self.qca(PYTORCH, "p.json")])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("**NO**", self.row(out, "| psi after 1 step"))
 
 
 class CompareFunctionsTest(unittest.TestCase):
