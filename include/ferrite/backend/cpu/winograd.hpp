@@ -88,13 +88,17 @@ void transform_weights(const float* w, std::int64_t cout, std::int64_t cin, floa
         const __m256i rows_at = _mm256_setr_epi32(0, stride, 2 * stride, 3 * stride, 4 * stride, 5 * stride,
                                                   6 * stride, 7 * stride);
         const __m512d half = _mm512_set1_pd(0.5);
+        // float <-> double of 8 lanes (the zero-masked forms: GCC 12 warns falsely about the plain
+        // ones' undefined pass-through operand under -Wmaybe-uninitialized)
+        const auto widen = [](__m256 v) { return _mm512_maskz_cvtps_pd(0xFF, v); };
+        const auto narrow = [](__m512d v) { return _mm512_maskz_cvtpd_ps(0xFF, v); };
         for (std::int64_t ci = 0; ci < cin; ++ci) {
           const float* g = w + (p * MR * cin + ci) * 9;
           alignas(32) float taps[8][8];  // taps[k][r] = g_r[k], k < 8: one 8 x 8 transpose
           gemm_detail::transpose_8x8(g, stride, &taps[0][0], 8);
           __m512d t[9];
-          for (int k = 0; k < 8; ++k) t[k] = _mm512_cvtps_pd(_mm256_load_ps(taps[k]));
-          t[8] = _mm512_cvtps_pd(_mm256_i32gather_ps(g + 8, rows_at, 4));
+          for (int k = 0; k < 8; ++k) t[k] = widen(_mm256_load_ps(taps[k]));
+          t[8] = widen(_mm256_i32gather_ps(g + 8, rows_at, 4));
           __m512d gg[4][3];
           for (int c = 0; c < 3; ++c) {
             const __m512d g0 = t[c], g1 = t[3 + c], g2 = t[6 + c];
@@ -106,12 +110,12 @@ void transform_weights(const float* w, std::int64_t cout, std::int64_t cin, floa
           float* o = u + (p * cin + ci) * MR;
           for (int i = 0; i < 4; ++i) {
             const __m512d a = gg[i][0], b = gg[i][1], c = gg[i][2];
-            _mm256_storeu_ps(o + (4 * i + 0) * slab, _mm512_cvtpd_ps(a));
+            _mm256_storeu_ps(o + (4 * i + 0) * slab, narrow(a));
             _mm256_storeu_ps(o + (4 * i + 1) * slab,
-                             _mm512_cvtpd_ps(_mm512_mul_pd(half, _mm512_add_pd(_mm512_add_pd(a, b), c))));
+                             narrow(_mm512_mul_pd(half, _mm512_add_pd(_mm512_add_pd(a, b), c))));
             _mm256_storeu_ps(o + (4 * i + 2) * slab,
-                             _mm512_cvtpd_ps(_mm512_mul_pd(half, _mm512_add_pd(_mm512_sub_pd(a, b), c))));
-            _mm256_storeu_ps(o + (4 * i + 3) * slab, _mm512_cvtpd_ps(c));
+                             narrow(_mm512_mul_pd(half, _mm512_add_pd(_mm512_sub_pd(a, b), c))));
+            _mm256_storeu_ps(o + (4 * i + 3) * slab, narrow(c));
           }
         }
         return;
