@@ -42,31 +42,8 @@ namespace ferrite {
 
 namespace conv_detail {
 
-// A 64-byte aligned float buffer that only grows; one per thread (steady-state calls allocate nothing).
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { release(); }
-  float* reserve(std::size_t floats) {
-    if (floats > capacity_) {
-      release();
-      data_ = static_cast<float*>(::operator new(floats * sizeof(float), std::align_val_t(64)));
-      capacity_ = floats;
-    }
-    return data_;
-  }
-
- private:
-  void release() noexcept {
-    if (data_) ::operator delete(data_, std::align_val_t(64));
-    data_ = nullptr;
-    capacity_ = 0;
-  }
-  float* data_ = nullptr;
-  std::size_t capacity_ = 0;
-};
+// The GEMM's growing 64-byte aligned buffer, one per thread (steady-state calls allocate nothing).
+using Scratch = cpu::gemm_detail::PackBuffer;
 
 inline Scratch& thread_scratch(int which) {
   thread_local Scratch buffers[2];
