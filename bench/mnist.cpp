@@ -21,6 +21,7 @@
 #include "ferrite/backend/cuda/mlp_trainer.hpp"
 #include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/backend/devices.hpp"
+#include "ferrite/bench/cuda_device.hpp"
 #include "ferrite/bench/environment.hpp"
 #include "ferrite/bench/memory.hpp"
 #include "ferrite/bench/report.hpp"
@@ -189,12 +190,7 @@ Result<Trained> train_on_cuda(const Config& c, int threads, Device device, const
   FE_TRY_ASSIGN(t.history, trainer.train({c.batch, c.epochs, c.seed, -1}, on_step));
   FE_TRY(trainer.download_parameters(params));
   FE_TRY_ASSIGN(const cuda::MemoryStats memory, trainer.memory_stats());
-  t.device = bench::device_json(device, info.name, threads);
-  t.device["compute_capability"] = std::to_string(info.compute_major) + "." + std::to_string(info.compute_minor);
-  t.device["memory_total_mb"] = cuda::bytes_to_mib(info.total_memory_bytes);
-  t.device["multiprocessors"] = info.multiprocessors;
-  t.device["driver_version"] = info.driver_version;
-  t.device["runtime_version"] = info.runtime_version;
+  t.device = bench::cuda_device_json(device, info, threads);
   t.peak_device_mb = cuda::bytes_to_mib(memory.peak_allocated_bytes);
   t.peak_device_reserved_mb = cuda::bytes_to_mib(memory.peak_reserved_bytes);
   t.backend = {{"gemm", "cublasSgemm"}, {"cuda_graphs", trainer.graph_captured()}, {"tf32", c.tf32}};

@@ -31,7 +31,9 @@
 
 #include "build_info.hpp"
 #include "ferrite/backend/cpu/threading.hpp"
+#include "ferrite/backend/cuda/qca.hpp"
 #include "ferrite/backend/devices.hpp"
+#include "ferrite/bench/cuda_device.hpp"
 #include "ferrite/bench/environment.hpp"
 #include "ferrite/bench/memory.hpp"
 #include "ferrite/bench/report.hpp"
@@ -69,6 +71,8 @@ struct Config {
   std::string density_colormap = "heat";
   std::vector<std::int64_t> save_steps;
   bool pin = true;
+  bool cuda_graphs = true;  // --device cuda: replay each step as one CUDA graph
+  bool tf32 = false;        // --device cuda: TF32 tensor cores in the SGEMMs (off: FP32 parity)
 };
 
 json config_json(const Config& c) {
@@ -77,7 +81,8 @@ json config_json(const Config& c) {
           {"device", c.device}, {"threads", c.threads}, {"weights", c.weights}, {"small_outc", c.small_outc},
           {"save_weights", c.save_weights}, {"initial_state", c.initial_state}, {"save_state", c.save_state},
           {"reference_state", c.reference_state}, {"density_png", c.density_png},
-          {"density_colormap", c.density_colormap}, {"save_steps", c.save_steps}, {"pin_threads", c.pin}};
+          {"density_colormap", c.density_colormap}, {"save_steps", c.save_steps}, {"pin_threads", c.pin},
+          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}};
 }
 
 bench::BuildInfo build_info() {
@@ -198,15 +203,56 @@ Result<DensityImage> write_density_png(const Tensor& psi, const Config& c) {
 
 struct RunOutput {
   json device, metrics, quality, extra;
+  json backend = json::object();  // facts for framework.backend
   std::vector<std::string> summary;
+};
+
+// One engine behind the timed loop: the CPU step (models::qca_step) or cuda::QcaStepper. step() returns
+// when the step has finished (the GPU path synchronizes), so per-step wall times are step latencies.
+class Engine {
+ public:
+  static Result<Engine> create(const Config& c, Device device, models::QcaUnet& law, models::QcaLaw kind,
+                               const Tensor& psi0) {
+    Engine e;
+    e.law_ = &law;
+    e.kind_ = kind;
+    e.gamma_ = static_cast<float>(c.gamma);
+    if (device.is_cuda()) {
+      cuda::QcaStepperOptions o;
+      o.device = device.index;
+      o.cuda_graphs = c.cuda_graphs;
+      o.allow_tf32 = c.tf32;
+      FE_TRY_ASSIGN(auto stepper, cuda::QcaStepper::create(law, kind, e.gamma_, psi0.shape(), o));
+      e.gpu_.emplace(std::move(stepper));
+    }
+    return e;
+  }
+  // Starts from `psi` (the GPU copies it to its state).
+  Status load(const Tensor& psi) { return gpu_ ? gpu_->upload_state(psi) : Status{}; }
+  Status step(Tensor& psi) {
+    if (!gpu_) return models::qca_step(*law_, kind_, gamma_, psi, scratch_);
+    FE_TRY(gpu_->step(1));
+    return gpu_->synchronize();
+  }
+  // The current state into out (the CPU state is psi itself).
+  Status read(const Tensor& psi, Tensor& out) const {
+    if (gpu_) return gpu_->download_state(out);
+    if (&out != &psi) std::memcpy(out.raw_data(), psi.raw_data(), psi.nbytes());
+    return {};
+  }
+  const cuda::QcaStepper* gpu() const { return gpu_ ? &*gpu_ : nullptr; }
+
+ private:
+  models::QcaUnet* law_ = nullptr;
+  models::QcaLaw kind_ = models::QcaLaw::unet_unitary;
+  float gamma_ = 0.01f;
+  models::QcaScratch scratch_;
+  std::optional<cuda::QcaStepper> gpu_;
 };
 
 Result<RunOutput> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
-  if (device.is_cuda())  // never time the CPU step and label it cuda
-    return make_error(ErrorCode::unsupported, "qca",
-                      device.to_string() + " is available, but bench/qca has no CUDA step yet: run with --device cpu");
   FE_TRY_ASSIGN(const models::QcaLaw law_kind, models::parse_qca_law(c.law));
   FE_TRY_ASSIGN(const models::QcaInit init, models::parse_qca_init(c.init));
   FE_TRY(models::check_qca_grid(c.grid, c.grid));
@@ -227,12 +273,13 @@ Result<RunOutput> run(const Config& c, int threads) {
       return make_error(ErrorCode::shape_mismatch, "qca --initial-state",
                         "the state's grid differs from --grid " + std::to_string(c.grid), psi0.describe());
   }
-  const float gamma = static_cast<float>(c.gamma);
-  models::QcaScratch scratch;
+  FE_TRY_ASSIGN(Engine engine, Engine::create(c, device, law, law_kind, psi0));
 
-  {  // warm-up on a copy: page faults, TBB threads, caches, scratch buffers
+  {  // warm-up on a copy: page faults, TBB threads, caches, scratch buffers; on the GPU also cuBLAS's
+     // kernels and the CUDA graph's capture (the second step)
     FE_TRY_ASSIGN(Tensor warm, psi0.clone());
-    for (std::int64_t s = 0; s < c.warmup_steps; ++s) FE_TRY(models::qca_step(law, law_kind, gamma, warm, scratch));
+    FE_TRY(engine.load(warm));
+    for (std::int64_t s = 0; s < c.warmup_steps; ++s) FE_TRY(engine.step(warm));
   }
 
   // The reference (read before timing, so a bad file fails fast): 'psi' after --steps steps, and
@@ -256,20 +303,23 @@ Result<RunOutput> run(const Config& c, int threads) {
   }
 
   FE_TRY_ASSIGN(Tensor psi, psi0.clone());
+  FE_TRY(engine.load(psi));
+  if (const auto* gpu = engine.gpu()) FE_TRY(cuda::reset_peak_memory_stats(gpu->device()));
   std::vector<double> step_ms;
   step_ms.reserve(static_cast<std::size_t>(c.steps));
   double excluded_seconds = 0;
   bench::Stopwatch total;
   bench::Stopwatch watch;
   for (std::int64_t s = 0; s < c.steps; ++s) {
-    FE_TRY(models::qca_step(law, law_kind, gamma, psi, scratch));
+    FE_TRY(engine.step(psi));
     step_ms.push_back(watch.lap_ms());
     if (auto it = kept.find(s + 1); it != kept.end()) {
-      std::memcpy(it->second.raw_data(), psi.raw_data(), psi.nbytes());
+      FE_TRY(engine.read(psi, it->second));
       excluded_seconds += watch.lap_ms() / 1e3;
     }
   }
   const double seconds = total.elapsed_seconds() - excluded_seconds;
+  FE_TRY(engine.read(psi, psi));  // the GPU's final state to the host
 
   const double max_norm_error = models::qca_max_norm_error(psi);
   const double energy = models::qca_energy(psi);
@@ -305,10 +355,19 @@ Result<RunOutput> run(const Config& c, int threads) {
   const double flops = law.flops(c.grid, c.grid);
 
   RunOutput out;
-  out.device = bench::device_json(device, bench::cpu_model_name(), threads);
+  json peak_device = nullptr;
+  if (const auto* gpu = engine.gpu()) {
+    FE_TRY_ASSIGN(const cuda::DeviceInfo info, cuda::device_info(device.index));
+    FE_TRY_ASSIGN(const cuda::MemoryStats memory, gpu->memory_stats());
+    out.device = bench::cuda_device_json(device, info, threads);
+    peak_device = cuda::bytes_to_mib(memory.peak_allocated_bytes);
+    out.backend = {{"conv", "im2col kernel + cublasSgemm"}, {"cuda_graphs", gpu->graph_captured()}, {"tf32", c.tf32}};
+  } else {
+    out.device = bench::device_json(device, bench::cpu_model_name(), threads);
+  }
   out.metrics = {{"throughput", bench::throughput_json(steps_per_s, "steps/s", "timed steps / their total wall time")},
                  {"latency_ms", latency},
-                 {"peak_memory_mb", {{"host", peak_rss}, {"device", nullptr}}},
+                 {"peak_memory_mb", {{"host", peak_rss}, {"device", peak_device}}},
                  {"flops_per_step", flops},
                  {"gflops", flops * steps_per_s / 1e9},
                  {"cells_per_s", steps_per_s * double(c.grid * c.grid)},
@@ -332,6 +391,10 @@ Result<RunOutput> run(const Config& c, int threads) {
   auto& s = out.summary;
   s.push_back(fmt::format("ferrite bench/qca — {}x{}, d {}, hidden {}, law {}, gamma {:g}, {} steps, {} thread(s)",
                           c.grid, c.grid, c.d_state, c.hidden, c.law, c.gamma, c.steps, threads));
+  if (engine.gpu())
+    s.push_back(fmt::format("device       {} ({}), CUDA graphs {}, TF32 {}", device.to_string(),
+                            out.device["name"].get<std::string>(), engine.gpu()->graph_captured() ? "on" : "off",
+                            c.tf32 ? "on" : "off"));
   s.push_back(fmt::format("throughput   {:.2f} steps/s, {:.1f} GFLOP/s ({:.2f} GFLOP/step)", steps_per_s,
                           flops * steps_per_s / 1e9, flops / 1e9));
   s.push_back(fmt::format("step latency p50 {:.2f} ms, p95 {:.2f} ms, min {:.2f} ms", latency.p50, latency.p95, latency.min));
@@ -345,7 +408,11 @@ Result<RunOutput> run(const Config& c, int threads) {
   }
   if (density)
     s.push_back(fmt::format("density png  {} (density min {:.9g}, max {:.9g})", c.density_png, density->lo, density->hi));
-  s.push_back(fmt::format("memory       peak host {:.1f} MiB", peak_rss));
+  if (peak_device.is_null())
+    s.push_back(fmt::format("memory       peak host {:.1f} MiB", peak_rss));
+  else
+    s.push_back(fmt::format("memory       peak host {:.1f} MiB, peak device {:.1f} MiB (allocated)", peak_rss,
+                            peak_device.get<double>()));
   return out;
 }
 
@@ -378,6 +445,8 @@ int main(int argc, char** argv) {
   app.add_option("--density-png", c.density_png, "write the final density sum_c |psi_c|^2 per cell as a PNG");
   app.add_option("--density-colormap", c.density_colormap, "heat | gray")->check(CLI::IsMember({"heat", "gray"}));
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
+  app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (default on)");
+  app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the SGEMMs (default off: FP32)");
   CLI11_PARSE(app, argc, argv);
 
   cpu::ThreadLimit limit(c.threads);
@@ -394,6 +463,7 @@ int main(int argc, char** argv) {
     report["metrics"] = result->metrics;
     report["quality"] = result->quality;
     report["extra"] = result->extra;
+    for (auto& [key, value] : result->backend.items()) report["framework"]["backend"][key] = value;
     for (const auto& line : result->summary) fmt::print("{}\n", line);
   } else {
     fmt::print(stderr, "qca: error: {}\n", result.error().to_string());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what a GPU machine needs to check the CUDA backend, on this (GPU-less) machine, into
-# build-gpu-bundle/carry/ (git-ignored; about 40 MiB): tests/test_cuda and bench/mnist for sm_90,
-# the shared libraries they need that a CUDA image may lack (TBB, fmt), and Fashion-MNIST.
+# build-gpu-bundle/carry/ (git-ignored; about 45 MiB): tests/test_cuda, bench/mnist and bench/qca for sm_90,
+# the shared libraries they need that a CUDA image may lack (TBB, fmt), Fashion-MNIST, and the
+# `safetensors` Python wheel (abi3: any CPython >= 3.7) that scripts/pytorch/*.py import.
 # The device machines have nvcc and PyTorch but not ferrite's Debian dependencies, and cannot download
 # them, hence binaries. CPU code is built for x86-64-v3 (AVX2 + FMA), which any such host runs;
 # cudart is linked statically and cuBLAS is opened at run time from the machine's CUDA.
@@ -14,12 +15,12 @@ if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --buildtype=release -Dcuda=enabled -Dgpu_arch="${FERRITE_GPU_ARCH:-sm_90}" \
     -Dnative=false -Dcpp_args=-march=x86-64-v3 >/dev/null
 fi
-ninja -C "$build" -j"${FERRITE_JOBS:-2}" tests/test_cuda bench/mnist
+ninja -C "$build" -j"${FERRITE_JOBS:-2}" tests/test_cuda bench/mnist bench/qca
 rm -rf "$carry"
-mkdir -p "$carry/bin" "$carry/lib" "$carry/data/fashion-mnist"
-cp "$build/tests/test_cuda" "$build/bench/mnist" "$carry/bin/"
+mkdir -p "$carry/bin" "$carry/lib" "$carry/data/fashion-mnist" "$carry/python"
+cp "$build/tests/test_cuda" "$build/bench/mnist" "$build/bench/qca" "$carry/bin/"
 # Every shared library outside the C runtime and libstdc++ (which the image has, newer).
-ldd "$carry/bin/test_cuda" "$carry/bin/mnist" | awk '/=>/ {print $3}' | sort -u | while read -r lib; do
+ldd "$carry/bin/test_cuda" "$carry/bin/mnist" "$carry/bin/qca" | awk '/=>/ {print $3}' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libgcc_s.so*|libstdc++.so*|ld-linux*) ;;
     *) cp -L "$lib" "$carry/lib/" ;;
@@ -27,5 +28,15 @@ ldd "$carry/bin/test_cuda" "$carry/bin/mnist" | awk '/=>/ {print $3}' | sort -u 
 done
 fm=/usr/share/datasets/fashion-mnist
 if [ -d "$fm" ]; then cp "$fm"/*.gz "$carry/data/fashion-mnist/"; else echo "gpu-bundle: no $fm (apt-get install dataset-fashion-mnist); Fashion-MNIST checks will be skipped" >&2; fi
+# The device image has PyTorch but maybe not safetensors, and no package index: carry the wheel, unpacked
+# (gpu-checks.sh puts $carry/python on PYTHONPATH).
+wheels=$(mktemp -d)
+if python3 -m pip download -q --only-binary=:all: --no-deps --platform manylinux2014_x86_64 --python-version 3.10 \
+     --implementation cp --abi abi3 -d "$wheels" safetensors >/dev/null 2>&1; then
+  for w in "$wheels"/*.whl; do python3 -m zipfile -e "$w" "$carry/python"; done
+else
+  echo "gpu-bundle: could not download the safetensors wheel; PyTorch runs need it installed on the GPU machine" >&2
+fi
+rm -rf "$wheels"
 du -sh "$carry" >&2
 echo "gpu-bundle: $carry ready; on the GPU machine: scripts/gpu-checks.sh (carry $carry)" >&2

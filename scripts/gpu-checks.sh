@@ -5,7 +5,9 @@
 #   scripts/gpu-checks.sh sanitize   compute-sanitizer memcheck / racecheck / initcheck / synccheck
 #   scripts/gpu-checks.sh bench      bench/mnist --device cuda (synthetic, Fashion-MNIST; graphs on/off, TF32)
 #   scripts/gpu-checks.sh compare    ferrite vs PyTorch on the GPU (eager and CUDA graphs), compare.py report
-#   scripts/gpu-checks.sh all        all four (about 10 minutes)
+#   scripts/gpu-checks.sh qca        bench/qca --device cuda vs PyTorch eager at 128 and 256 (fp32, TF32 labelled),
+#                                    accuracy against a PyTorch fp32 reference trajectory
+#   scripts/gpu-checks.sh all        all five (about 12 minutes)
 # Results go to $OUT (the device tool's output folder) or /tmp/ferrite-gpu: one summary.txt and one
 # .tgz of every log and JSON. Exit status: non-zero if a check failed. Docs: docs/cuda-todo.md.
 set -uo pipefail
@@ -17,6 +19,7 @@ out=${OUT:-/tmp/ferrite-gpu}
 work=$(mktemp -d /tmp/ferrite-gpu-XXXXXX)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+[ -d "$carry/python" ] && export PYTHONPATH=$PWD/$carry/python${PYTHONPATH:+:$PYTHONPATH}  # the safetensors wheel
 py=${FERRITE_PYTHON:-python3}
 status=0
 summary=$out/summary-$stage.txt
@@ -130,6 +133,64 @@ if [ "$stage" = compare ] || [ "$stage" = all ]; then
   else
     say "SKIP  compare: $py has no torch with CUDA"
   fi
+fi
+
+if [ "$stage" = qca ] || [ "$stage" = all ]; then
+  check test_cuda_qca "$bin/test_cuda" --gtest_filter='*Qca*'
+  grep -E "^\[ info \]|^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]+ test" "$work/test_cuda_qca.log" | tee -a "$summary"
+  qca_metric() {  # qca_metric FILE LABEL: one line of the JSON's key figures
+    "$py" - "$1" "$2" <<'PY' | tee -a "$summary"
+import json, sys
+d = json.load(open(sys.argv[1]))
+if d.get("status") != "success":
+    print(f"      {sys.argv[2]}: status {d.get('status')}: {d.get('message')}"); sys.exit()
+m, q = d["metrics"], d["quality"]
+rel = q.get("rel_l2_vs_reference")
+print(f"      {sys.argv[2]}: {d['device'].get('name')} | {m['throughput']['value']:.2f} steps/s | "
+      f"step p50 {m['latency_ms']['p50']:.3f} ms p95 {m['latency_ms']['p95']:.3f} ms | {m.get('gflops', 0):.0f} GFLOP/s | "
+      f"peak device {m['peak_memory_mb'].get('device')} MiB | max|norm-1| {q.get('max_norm_error')} | "
+      f"rel L2 vs ref {rel} {dict(zip(q.get('rel_l2_steps', []), q.get('rel_l2_by_step', [])))}")
+PY
+  }
+  if "$py" -c 'import torch, safetensors; assert torch.cuda.is_available()' 2>/dev/null; then have_torch=1; else have_torch=0
+    say "SKIP  PyTorch qca runs: $py has no torch with CUDA or no safetensors"; fi
+  for grid in 128 256; do
+    q=$work/qca-$grid
+    mkdir -p "$q"
+    inputs=(--grid "$grid" --weights "$q/weights.safetensors" --initial-state "$q/state.safetensors")
+    # The law (outc and GroupNorm not tiny, so every layer shapes psi) and the initial state, from ferrite.
+    check "qca-export-$grid" "$bin/qca" --grid "$grid" --no-small-outc --steps 1 --warmup-steps 0 \
+      --save-weights "$q/weights.safetensors" --save-state "$q/state.safetensors" --json "$q/export.json" || continue
+    ref=()
+    if [ $have_torch = 1 ] && check "qca-reference-$grid" "$py" scripts/pytorch/qca.py "${inputs[@]}" --device cuda \
+         --warmup-steps 0 --steps 100 --save-steps 1,10 --save-state "$q/reference.safetensors" --json "$q/reference.json"; then
+      ref=(--reference-state "$q/reference.safetensors")
+    fi
+    ferrite=() pytorch=()
+    for i in 1 2 3; do  # alternating repetitions; fp32 (TF32 off) on both sides
+      check "qca-ferrite-$grid-$i" "$bin/qca" "${inputs[@]}" --device cuda "${ref[@]}" --json "$q/ferrite-cuda-$i.json" &&
+        ferrite+=("$q/ferrite-cuda-$i.json")
+      [ $have_torch = 1 ] && check "qca-pytorch-$grid-$i" "$py" scripts/pytorch/qca.py "${inputs[@]}" --device cuda \
+        --json "$q/pytorch-cuda-$i.json" && pytorch+=("$q/pytorch-cuda-$i.json")
+    done
+    for f in "${ferrite[@]}"; do qca_metric "$f" "ferrite fp32 $grid ${f##*-}"; done
+    for f in "${pytorch[@]}"; do qca_metric "$f" "PyTorch eager fp32 $grid ${f##*-}"; done
+    [ ${#ferrite[@]} -gt 0 ] && validate "${ferrite[0]}"
+    check "qca-ferrite-nographs-$grid" "$bin/qca" "${inputs[@]}" --device cuda --no-cuda-graphs --json "$q/ferrite-nographs.json" &&
+      qca_metric "$q/ferrite-nographs.json" "ferrite fp32 no graphs $grid"
+    check "qca-ferrite-tf32-$grid" "$bin/qca" "${inputs[@]}" --device cuda --tf32 "${ref[@]}" --json "$q/ferrite-tf32.json" &&
+      qca_metric "$q/ferrite-tf32.json" "ferrite TF32 $grid (labelled: not fp32)"
+    if [ $have_torch = 1 ]; then
+      check "qca-pytorch-tf32-$grid" "$py" scripts/pytorch/qca.py "${inputs[@]}" --device cuda --allow-tf32 \
+        --json "$q/pytorch-tf32.json" && qca_metric "$q/pytorch-tf32.json" "PyTorch eager TF32 $grid (labelled: not fp32)"
+      if [ ${#ferrite[@]} -gt 0 ] && [ ${#pytorch[@]} -gt 0 ]; then
+        check "qca-report-$grid" "$py" scripts/compare.py --ferrite "${ferrite[@]}" --pytorch "${pytorch[@]}" --out "$q" \
+          --title "qca $grid: ferrite vs PyTorch (cuda, fp32)" --command "scripts/gpu-checks.sh qca"
+        grep -E "Result|ratio|FAIL" "$q/report.md" 2>/dev/null | head -10 | tee -a "$summary"
+      fi
+    fi
+    rm -f "$q"/*.safetensors  # 256^2 states are 4 MiB each; the JSONs say everything
+  done
 fi
 
 tar czf "$out/gpu-checks-$stage.tgz" -C "$work" . 2>/dev/null

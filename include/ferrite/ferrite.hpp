@@ -40,6 +40,7 @@
 #include "ferrite/backend/cuda/memory.hpp"
 #include "ferrite/backend/cuda/ops.hpp"
 #include "ferrite/backend/cuda/mlp_trainer.hpp"
+#include "ferrite/backend/cuda/qca.hpp"
 
 // nn: modules with explicit forward/backward, parameters, PyTorch inits, state dict
 #include "ferrite/nn/parameter.hpp"
@@ -64,7 +65,9 @@
 #include "ferrite/data/idx.hpp"
 #include "ferrite/data/loader.hpp"
 
-// io: safetensors and the f16/bf16 conversions it needs; PNG pictures (qca density maps)
+// io: the atomic file writer; safetensors and the f16/bf16 conversions it needs; PNG pictures (qca
+// density maps)
+#include "ferrite/io/file.hpp"
 #include "ferrite/io/half.hpp"
 #include "ferrite/io/png.hpp"
 #include "ferrite/io/safetensors.hpp"
@@ -83,3 +86,4 @@
 #include "ferrite/bench/environment.hpp"
 #include "ferrite/bench/report.hpp"
 #include "ferrite/bench/harness.hpp"
+#include "ferrite/bench/cuda_device.hpp"

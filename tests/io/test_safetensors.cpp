@@ -55,6 +55,12 @@ class SafetensorsFiles : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
   fs::path path(const std::string& name) const { return dir_ / name; }
+  // Whether a temporary of the atomic writer ("<name>.tmp.<pid>.<n>") is left beside `name`.
+  bool temporary_left(const std::string& name) const {
+    for (const auto& entry : fs::directory_iterator(dir_))
+      if (entry.path().filename().string().rfind(name + ".tmp", 0) == 0) return true;
+    return false;
+  }
   void write_file(const fs::path& p, const std::vector<std::byte>& bytes) const {
     std::ofstream out(p, std::ios::binary);
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
@@ -136,7 +142,7 @@ TEST_F(SafetensorsFiles, RoundTripF32I32I64WithMetadata) {
   const auto file = path("model.safetensors");
   const SafetensorsMetadata metadata{{"format", "pt"}, {"epoch", "3"}, {"note", "ünïcode \"quoted\"\n"}};
   ASSERT_TRUE(save_safetensors(file, {{"fc.weight", &w}, {"labels", &lab}, {"batch.order", &idx}}, metadata).ok());
-  EXPECT_FALSE(fs::exists(path("model.safetensors.tmp")));
+  EXPECT_FALSE(temporary_left("model.safetensors"));
 
   // Data starts 8-byte aligned.
   const auto raw = read_file(file);
@@ -604,7 +610,7 @@ TEST_F(SafetensorsFiles, FailedRenameKeepsTargetAndRemovesTemporary) {
   EXPECT_EQ(status.error().code, ErrorCode::io);
   EXPECT_NE(status.error().message.find("cannot rename"), std::string::npos) << status.error().to_string();
   EXPECT_TRUE(fs::is_directory(target / "inside"));
-  EXPECT_FALSE(fs::exists(path("occupied.tmp")));
+  EXPECT_FALSE(temporary_left("occupied"));
 }
 
 TEST_F(SafetensorsFiles, RejectedSaveLeavesExistingFileUntouched) {
@@ -646,7 +652,7 @@ TEST_F(SafetensorsFiles, RejectedSaveLeavesExistingFileUntouched) {
   EXPECT_NE(bad_meta.error().message.find("metadata value of 'k' is not valid UTF-8"), std::string::npos);
 
   EXPECT_EQ(read_file(file), before);
-  EXPECT_FALSE(fs::exists(path("keep.safetensors.tmp")));
+  EXPECT_FALSE(temporary_left("keep.safetensors"));
 }
 
 TEST_F(SafetensorsFiles, SaveOverwritesAndSavesAFileObject) {

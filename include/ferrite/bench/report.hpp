@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -33,10 +34,7 @@
 #include "ferrite/bench/stats.hpp"
 #include "ferrite/core/device.hpp"
 #include "ferrite/core/result.hpp"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
+#include "ferrite/io/file.hpp"
 
 namespace ferrite::bench {
 
@@ -149,9 +147,9 @@ inline std::vector<std::string> non_finite_paths(const json& doc) {
   return paths;
 }
 
-// Writes `doc` pretty-printed (2 spaces, trailing newline) to `path`, atomically: into a temporary
-// file beside it, then rename(), so a reader never sees half a document and a failed run never
-// clobbers the previous result. Refuses non-finite numbers (see the top of this file).
+// Writes `doc` pretty-printed (2 spaces, trailing newline) to `path`, atomically (io::write_file_atomic):
+// into a temporary file beside it, then rename(), so a reader never sees half a document and a failed
+// run never clobbers the previous result. Refuses non-finite numbers (see the top of this file).
 inline Status write_json(const std::filesystem::path& path, const json& doc) {
   constexpr const char* op = "bench::write_json";
   if (const auto bad = non_finite_paths(doc); !bad.empty()) {
@@ -167,37 +165,7 @@ inline Status write_json(const std::filesystem::path& path, const json& doc) {
   // Invalid UTF-8 (a strange CPU name) is replaced rather than thrown: a report must not abort.
   const std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 
-  long pid = 0;
-#if defined(__unix__) || defined(__APPLE__)
-  pid = static_cast<long>(getpid());
-#endif
-  std::filesystem::path tmp = path;
-  tmp += ".tmp." + std::to_string(pid);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      const int err = errno;
-      return make_error(ErrorCode::io, op,
-                        "cannot open '" + tmp.string() + "' to write '" + path.string() + "': " + std::strerror(err));
-    }
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      const int err = errno;
-      out.close();
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      return make_error(ErrorCode::io, op, "writing '" + tmp.string() + "' failed: " + std::strerror(err));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    return make_error(ErrorCode::io, op, "cannot move '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-  }
-  return {};
+  return io::write_file_atomic(path, std::as_bytes(std::span<const char>(text.data(), text.size())), op);
 }
 
 // Reads and parses a JSON file (tests, and programs that merge results).

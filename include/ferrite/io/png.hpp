@@ -11,29 +11,24 @@
 // holds one zlib stream (compress2) of the scanlines, each prefixed by filter byte 0 (None): the
 // better filters would shrink photos, not the smooth maps we write. The stream is split over IDAT
 // chunks of at most kPngMaxIdatBytes so no chunk comes near the format's 2^31 - 1 length limit.
-// Writing is atomic: bytes go to "<path>.tmp.<pid>", renamed over <path> only once fully written.
+// Writing is atomic (io/file.hpp): bytes go to "<path>.tmp.<pid>.<n>", renamed over <path> only once
+// fully written.
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <span>
 #include <string>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include <zlib.h>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 #include "ferrite/core/error.hpp"
 #include "ferrite/core/result.hpp"
+#include "ferrite/io/file.hpp"
 
 namespace ferrite::io {
 
@@ -151,38 +146,6 @@ inline Result<std::vector<std::uint8_t>> encode(std::span<const std::uint8_t> pi
   }
 }
 
-// Writes bytes to path atomically (temporary file beside it, then rename).
-inline Status write_file_atomically(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
-  long pid = 0;
-#if defined(__unix__) || defined(__APPLE__)
-  pid = static_cast<long>(getpid());
-#endif
-  std::filesystem::path tmp = path;
-  tmp += ".tmp." + std::to_string(pid);
-  const auto io_error = [&](const std::string& message) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    return make_error(ErrorCode::io, std::string(kPngOp), message);
-  };
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      const int err = errno;
-      return io_error("cannot create '" + tmp.string() + "' to write '" + path.string() + "': " +
-                      std::strerror(err) + " (does the directory exist and is it writable?)");
-    }
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return io_error("writing '" + tmp.string() + "' failed (disk full?); '" + path.string() + "' was left untouched");
-    out.close();
-    if (!out) return io_error("closing '" + tmp.string() + "' failed; '" + path.string() + "' was left untouched");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return io_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-  return {};
-}
-
 // value in [0, 1] -> 1 (gray) or 3 (heat) bytes.
 inline void colormap_pixel(float t, PngColormap map, std::uint8_t* out) {
   const auto byte = [](float v) { return static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.f, 1.f) * 255.f)); };
@@ -208,7 +171,7 @@ inline Status write_png(const std::filesystem::path& path, std::span<const std::
                         std::int64_t height, PngColor color, const PngText& text = {}) {
   if (path.empty()) return detail::invalid("<empty path>", "no output path given");
   FE_TRY_ASSIGN(const auto bytes, detail::encode(pixels, width, height, color, text, path.string()));
-  return detail::write_file_atomically(path, bytes);
+  return write_file_atomic(path, std::as_bytes(std::span<const std::uint8_t>(bytes)), detail::kPngOp);
 }
 
 // Pixels of values[height * width] (row-major) mapped linearly from [lo, hi] to the colormap, clamped

@@ -19,8 +19,9 @@
 // by descending dtype alignment rank (I64, F64, F32, I32, BF16, F16) then by name, offsets contiguous,
 // compact JSON with keys dtype/shape/data_offsets, header padded with spaces so data starts at a
 // multiple of 8. "__metadata__" comes first and is omitted when empty (python writes multi-key
-// metadata in hash order; ours is sorted). Saving is atomic: bytes go to "<path>.tmp", which is renamed
-// over <path> only once fully written (no fsync: this guards against failed writes, not power loss).
+// metadata in hash order; ours is sorted). Saving is atomic (io/file.hpp): bytes go to a temporary
+// "<path>.tmp.<pid>.<n>", renamed over <path> only once fully written (no fsync: this guards against
+// failed writes, not power loss).
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -49,6 +50,7 @@
 #include "ferrite/core/result.hpp"
 #include "ferrite/core/shape.hpp"
 #include "ferrite/core/tensor.hpp"
+#include "ferrite/io/file.hpp"
 #include "ferrite/io/half.hpp"
 
 namespace ferrite::io {
@@ -570,37 +572,16 @@ inline Status save_impl(const std::filesystem::path& path, const TensorRefs& ref
   std::vector<ToWrite> order;
   FE_TRY_ASSIGN(std::string header, build_header(refs, metadata, order));
 
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  const auto io_error = [&](const std::string& message) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    return make_error(ErrorCode::io, std::string(kSaveOp), message);
-  };
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      return io_error("cannot create '" + tmp.string() + "' to save '" + path.string() +
-                      "' (does the directory exist and is it writable?)");
-    const auto prefix = length_prefix(header.size());
-    out.write(reinterpret_cast<const char*>(prefix.data()), 8);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const auto& w : order)
-      if (w.tensor->nbytes())
-        out.write(static_cast<const char*>(w.tensor->raw_data()),
-                  static_cast<std::streamsize>(w.tensor->nbytes()));
-    out.flush();
-    if (!out) return io_error("writing '" + tmp.string() + "' failed (disk full?); '" +
-                              path.string() + "' was left untouched");
-    out.close();
-    if (!out) return io_error("closing '" + tmp.string() + "' failed; '" + path.string() +
-                              "' was left untouched");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec)
-    return io_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-  return ok_status();
+  return write_file_atomic(
+      path,
+      [&](FileWriter& out) -> Status {
+        const auto prefix = length_prefix(header.size());
+        FE_TRY(out.write(prefix.data(), prefix.size()));
+        FE_TRY(out.write(header.data(), header.size()));
+        for (const auto& w : order) FE_TRY(out.write(w.tensor->raw_data(), w.tensor->nbytes()));
+        return ok_status();
+      },
+      kSaveOp);
 }
 
 inline Result<SafetensorsFile> load_impl(const std::filesystem::path& path) {

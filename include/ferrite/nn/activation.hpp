@@ -15,13 +15,13 @@ class ReLUT final : public ModuleT<T> {
  public:
   Result<MatView<const T>> forward(MatView<const T> x) override {
     if (fused_) return x;
-    FE_TRY(detail::ensure_shape<T>(output_, x.rows, x.cols));
-    MatView<T> y = output_.mat<T>();
+    FE_TRY_ASSIGN(MatView<T> y, detail::ensure_rows<T>(output_, x.rows, x.cols));
     for (std::int64_t i = 0; i < x.rows; ++i) {
       const T* xr = x.row(i);
       T* yr = y.row(i);
       for (std::int64_t j = 0; j < x.cols; ++j) yr[j] = std::max(xr[j], T(0));
     }
+    output_view_ = y;
     return MatView<const T>(y);
   }
 
@@ -29,9 +29,9 @@ class ReLUT final : public ModuleT<T> {
     if (fused_) return dy;
     if (!output_.defined())
       return make_error(ErrorCode::invalid_argument, "ReLU::backward", "backward called before forward");
-    FE_TRY(detail::ensure_shape<T>(grad_input_, dy.rows, dy.cols));
-    FE_TRY(relu_backward<T>(output_.mat<T>(), dy, grad_input_.mat<T>()));
-    return MatView<const T>(grad_input_.mat<T>());
+    FE_TRY_ASSIGN(MatView<T> dx, detail::ensure_rows<T>(grad_input_, dy.rows, dy.cols));
+    FE_TRY(relu_backward<T>(output_view_, dy, dx));
+    return MatView<const T>(dx);
   }
 
   std::string describe() const override { return fused_ ? "ReLU() (fused into previous Linear)" : "ReLU()"; }
@@ -40,7 +40,8 @@ class ReLUT final : public ModuleT<T> {
 
  private:
   bool fused_ = false;
-  Tensor output_, grad_input_;
+  Tensor output_, grad_input_;  // sized for the largest batch seen (detail::ensure_rows)
+  MatView<T> output_view_{};    // the rows of output_ the last forward wrote
 };
 
 using ReLU = ReLUT<float>;

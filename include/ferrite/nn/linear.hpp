@@ -50,11 +50,11 @@ class LinearT final : public ModuleT<T> {
       return make_error(ErrorCode::shape_mismatch, "Linear::forward",
                         "input has " + std::to_string(x.cols) + " features, expected " + std::to_string(in_),
                         x.shape().to_string() + " x weight" + weight_.shape().to_string());
-    FE_TRY(detail::ensure_shape<T>(output_, x.rows, out_));
-    MatView<T> y = output_.mat<T>();
+    FE_TRY_ASSIGN(MatView<T> y, detail::ensure_rows<T>(output_, x.rows, out_));
     FE_TRY(gemm<T>(Trans::no, Trans::yes, T(1), x, weight_.mat<T>(), T(0), y));
     bias_activation<T>(y, bias_.defined() ? bias_.data<T>() : nullptr, activation_);
     input_ = x;
+    output_view_ = y;
     return MatView<const T>(y);
   }
 
@@ -64,19 +64,19 @@ class LinearT final : public ModuleT<T> {
     if (dy.rows != input_.rows || dy.cols != out_)
       return make_error(ErrorCode::shape_mismatch, "Linear::backward",
                         "gradient shape does not match the output of the last forward",
-                        dy.shape().to_string() + " vs " + output_.shape().to_string());
+                        dy.shape().to_string() + " vs " + output_view_.shape().to_string());
     MatView<const T> g = dy;
     if (activation_ == Activation::relu) {  // fused ReLU: mask the incoming gradient by the output
-      FE_TRY(detail::ensure_shape<T>(masked_grad_, dy.rows, out_));
-      FE_TRY(relu_backward<T>(output_.mat<T>(), dy, masked_grad_.mat<T>()));
-      g = masked_grad_.mat<T>();
+      FE_TRY_ASSIGN(MatView<T> masked, detail::ensure_rows<T>(masked_grad_, dy.rows, out_));
+      FE_TRY(relu_backward<T>(output_view_, dy, masked));
+      g = masked;
     }
     FE_TRY(gemm<T>(Trans::yes, Trans::no, T(1), g, input_, T(0), grad_weight_.mat<T>()));
     if (bias_.defined()) column_sums<T>(g, grad_bias_.data<T>());
     if (!this->input_grad_) return MatView<const T>{};
-    FE_TRY(detail::ensure_shape<T>(grad_input_, dy.rows, in_));
-    FE_TRY(gemm<T>(Trans::no, Trans::no, T(1), g, weight_.mat<T>(), T(0), grad_input_.mat<T>()));
-    return MatView<const T>(grad_input_.mat<T>());
+    FE_TRY_ASSIGN(MatView<T> dx, detail::ensure_rows<T>(grad_input_, dy.rows, in_));
+    FE_TRY(gemm<T>(Trans::no, Trans::no, T(1), g, weight_.mat<T>(), T(0), dx));
+    return MatView<const T>(dx);
   }
 
   void collect_parameters(const std::string& prefix, ParameterList& out) override {
@@ -103,7 +103,8 @@ class LinearT final : public ModuleT<T> {
   std::int64_t in_ = 0, out_ = 0;
   Activation activation_ = Activation::none;
   Tensor weight_, bias_, grad_weight_, grad_bias_;
-  Tensor output_, masked_grad_, grad_input_;  // reused across steps of the same batch size
+  Tensor output_, masked_grad_, grad_input_;  // sized for the largest batch seen (detail::ensure_rows)
+  MatView<T> output_view_{};                  // the rows of output_ the last forward wrote
   MatView<const T> input_{};                  // borrowed from the caller between forward and backward
 };
 

@@ -12,8 +12,9 @@ class CrossEntropyLossT {
  public:
   // logits [B, C], labels [B] → mean loss. Saves softmax(logits) and the labels for backward.
   Result<double> forward(MatView<const T> logits, const std::int32_t* labels) {
-    FE_TRY(detail::ensure_shape<T>(probs_, logits.rows, logits.cols));
-    FE_TRY_ASSIGN(double loss, softmax_cross_entropy<T>(logits, labels, probs_.mat<T>()));
+    FE_TRY_ASSIGN(MatView<T> probs, detail::ensure_rows<T>(probs_, logits.rows, logits.cols));
+    FE_TRY_ASSIGN(double loss, softmax_cross_entropy<T>(logits, labels, probs));
+    probs_view_ = probs;
     labels_ = labels;
     return loss;
   }
@@ -22,15 +23,17 @@ class CrossEntropyLossT {
   Result<MatView<const T>> backward() {
     if (!labels_)
       return make_error(ErrorCode::invalid_argument, "CrossEntropyLoss::backward", "backward called before forward");
-    FE_TRY(detail::ensure_shape<T>(grad_, probs_.dim(0), probs_.dim(1)));
-    FE_TRY(softmax_cross_entropy_backward<T>(probs_.mat<T>(), labels_, grad_.mat<T>()));
-    return MatView<const T>(grad_.mat<T>());
+    FE_TRY_ASSIGN(MatView<T> grad, detail::ensure_rows<T>(grad_, probs_view_.rows, probs_view_.cols));
+    FE_TRY(softmax_cross_entropy_backward<T>(probs_view_, labels_, grad));
+    return MatView<const T>(grad);
   }
 
-  MatView<const T> probabilities() const { return probs_.mat<T>(); }
+  // softmax(logits) of the last forward, [B, C].
+  MatView<const T> probabilities() const { return probs_view_; }
 
  private:
-  Tensor probs_, grad_;
+  Tensor probs_, grad_;  // sized for the largest batch seen (detail::ensure_rows)
+  MatView<T> probs_view_{};
   const std::int32_t* labels_ = nullptr;
 };
 

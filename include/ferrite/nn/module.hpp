@@ -2,9 +2,11 @@
 // Module: a layer with an explicit forward and backward (llm.c style, no autograd tape).
 //
 // Contract:
-// - forward(x) computes the output into a buffer the module owns and returns a view of it; the view
-//   stays valid until the next forward with a different batch size. The module keeps a view of `x`
-//   for backward, so `x` must stay alive and unchanged until backward has run.
+// - forward(x) computes the output into a buffer the module owns and returns a view of it; the next
+//   forward overwrites it. Buffers keep their capacity: they are allocated for the largest batch seen
+//   and a smaller batch uses their first rows, so the view's storage is freed only by a forward with a
+//   batch larger than any before (or the module's destruction). The module keeps a view of `x` for
+//   backward, so `x` must stay alive and unchanged until backward has run.
 // - backward(dy) writes the parameter gradients (overwriting them, like zero_grad + backward) and
 //   returns d loss / d x, unless the module was told it needs no input gradient (first layer).
 // - T is float for training; double runs the same code on the scalar oracles, for finite-difference
@@ -36,13 +38,19 @@ class ModuleT {
 };
 
 namespace detail {
-// (Re)allocates `buffer` to [rows, cols] when its shape differs; keeps it otherwise (no per-step allocation).
+// The first `rows` rows of a [capacity, cols] scratch buffer of T. The buffer keeps its storage across
+// batch sizes: it is (re)allocated only when it has fewer than `rows` rows (then to exactly `rows`, the
+// largest batch seen so far), or another column count or dtype; a smaller batch uses its leading rows.
+// The view starts at the buffer's (64-byte aligned) base with ld == cols, the same layout a tensor of
+// exactly [rows, cols] has, so kernels see the same pointers and strides and compute the same bits.
 template <class T>
-Status ensure_shape(Tensor& buffer, std::int64_t rows, std::int64_t cols) {
-  const Shape want{rows, cols};
-  if (buffer.defined() && buffer.shape() == want && buffer.dtype() == dtype_of<T>::value) return {};
-  FE_TRY_ASSIGN(buffer, Tensor::empty(want, dtype_of<T>::value));
-  return {};
+Result<MatView<T>> ensure_rows(Tensor& buffer, std::int64_t rows, std::int64_t cols) {
+  const bool fits = buffer.defined() && buffer.dtype() == dtype_of<T>::value && buffer.shape().rank() == 2 &&
+                    buffer.dim(1) == cols && buffer.dim(0) >= rows;
+  if (!fits) {
+    FE_TRY_ASSIGN(buffer, Tensor::empty({rows, cols}, dtype_of<T>::value));
+  }
+  return buffer.mat<T>().row_slice(0, rows);
 }
 }  // namespace detail
 

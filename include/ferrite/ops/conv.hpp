@@ -299,8 +299,11 @@ inline Status conv2d(ChwView<const float> x, TensorView<const float> weight, Ten
 // ConvTranspose2d(k = 2, stride 2): one SGEMM T[(co, ky, kx), H*W] = weight[Cin, Cout*4]^T x X[Cin, H*W],
 // then each T row is scattered to its output pixels (2i + ky, 2j + kx) with the bias added.
 inline Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const float> weight,
-                                    TensorView<const float> bias, ChwView<float> y) {
-  const char* op = "conv_transpose2d";
+                                    TensorView<const float> bias, ChwView<float> y);
+
+// The shape checks of conv_transpose2d_k2s2 (also used by the CUDA op of the same name).
+inline Status check_conv_transpose2d_k2s2(const char* op, ChwView<const float> x, TensorView<const float> weight,
+                                          TensorView<const float> bias, ChwView<float> y) {
   const Shape& ws = weight.shape;
   const std::string shapes = "x" + conv_detail::chw_shape(x) + ", weight" + ws.to_string() +
                              (bias.data ? ", bias" + bias.shape.to_string() : std::string()) + " -> y" +
@@ -315,6 +318,12 @@ inline Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const flo
     return make_error(ErrorCode::shape_mismatch, op, "bias must be [Cout]", shapes);
   if (conv_detail::overlaps(x.data, x.numel(), y.data, y.numel()))
     return make_error(ErrorCode::invalid_argument, op, "input and output overlap (not supported in place)", shapes);
+  return {};
+}
+
+inline Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const float> weight,
+                                    TensorView<const float> bias, ChwView<float> y) {
+  FE_TRY(check_conv_transpose2d_k2s2("conv_transpose2d", x, weight, bias, y));
   const std::int64_t cin = x.channels, cout = y.channels, H = x.height, W = x.width, HW = H * W;
   if (y.numel() == 0) return {};
   float* taps = conv_detail::thread_scratch(1).reserve(std::size_t(cout * 4 * HW));

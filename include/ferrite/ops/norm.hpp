@@ -86,11 +86,9 @@ inline void scale_shift_act(const float* x, std::int64_t n, float m, float a, fl
 
 }  // namespace norm_detail
 
-// GroupNorm over one sample x[C, H, W] -> y (y may be x: in place). gamma, beta: [C] or both {} (no
-// affine). groups must divide C. act = elu applies ELU(alpha = 1) in the same pass.
-inline Status group_norm(ChwView<const float> x, std::int64_t groups, TensorView<const float> gamma,
-                         TensorView<const float> beta, double eps, NormActivation act, ChwView<float> y) {
-  const char* op = "group_norm";
+// The shape checks of group_norm (also used by the CUDA op of the same name).
+inline Status check_group_norm(const char* op, ChwView<const float> x, std::int64_t groups,
+                               TensorView<const float> gamma, TensorView<const float> beta, ChwView<float> y) {
   const std::string shapes = "x" + x.shape().to_string() + (gamma.data ? ", gamma" + gamma.shape.to_string() : "") +
                              (beta.data ? ", beta" + beta.shape.to_string() : "") + " -> y" + y.shape().to_string();
   if (groups <= 0 || x.channels % groups != 0)
@@ -105,6 +103,14 @@ inline Status group_norm(ChwView<const float> x, std::int64_t groups, TensorView
     return make_error(ErrorCode::shape_mismatch, op, "gamma and beta must be [C]", shapes);
   if (x.data != y.data && x.data < y.data + y.numel() && y.data < x.data + x.numel())
     return make_error(ErrorCode::invalid_argument, op, "input and output partially overlap", shapes);
+  return {};
+}
+
+// GroupNorm over one sample x[C, H, W] -> y (y may be x: in place). gamma, beta: [C] or both {} (no
+// affine). groups must divide C. act = elu applies ELU(alpha = 1) in the same pass.
+inline Status group_norm(ChwView<const float> x, std::int64_t groups, TensorView<const float> gamma,
+                         TensorView<const float> beta, double eps, NormActivation act, ChwView<float> y) {
+  FE_TRY(check_group_norm("group_norm", x, groups, gamma, beta, y));
   const std::int64_t C = x.channels, plane = x.plane(), per_group = C / groups;
   if (x.numel() == 0) return {};
   const double count = double(per_group * plane);

@@ -16,10 +16,15 @@ namespace ferrite {
 
 // MaxPool2d(kernel 2, stride 2), floor mode: y[C, H/2, W/2] (an odd last row / column is dropped).
 // NaN handling as std::max (a NaN in the first position propagates), not PyTorch's NaN-propagating max.
-inline Status maxpool2x2(ChwView<const float> x, ChwView<float> y) {
+inline Status check_maxpool2x2(const char* op, ChwView<const float> x, ChwView<float> y) {
   if (y.channels != x.channels || y.height != x.height / 2 || y.width != x.width / 2)
-    return make_error(ErrorCode::shape_mismatch, "maxpool2x2", "output must be [C, floor(H/2), floor(W/2)]",
+    return make_error(ErrorCode::shape_mismatch, op, "output must be [C, floor(H/2), floor(W/2)]",
                       x.shape().to_string() + " -> " + y.shape().to_string());
+  return {};
+}
+
+inline Status maxpool2x2(ChwView<const float> x, ChwView<float> y) {
+  FE_TRY(check_maxpool2x2("maxpool2x2", x, y));
   tbb::parallel_for(std::int64_t{0}, y.channels, [&](std::int64_t c) {
     for (std::int64_t i = 0; i < y.height; ++i) {
       const float* r0 = &x(c, 2 * i, 0);

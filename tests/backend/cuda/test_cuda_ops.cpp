@@ -23,18 +23,11 @@
 #include "ferrite/ops/nn_ops.hpp"
 #include "ferrite/optim/reference.hpp"
 
+#include "require_gpu.hpp"
+
 using namespace ferrite;
 
 namespace {
-
-#define FE_REQUIRE_GPU()                                                                          \
-  do {                                                                                            \
-    if (cuda::device_count() == 0)                                                                \
-      GTEST_SKIP() << (cuda::compiled_with_cuda()                                                 \
-                           ? "no CUDA device: the CUDA backend is built but cudaGetDeviceCount "  \
-                             "found no GPU; run this suite on a GPU machine (docs/cuda-todo.md)"  \
-                           : "this build has no CUDA backend (-Dcuda=disabled or no nvcc)");       \
-  } while (0)
 
 // A host matrix with a leading dimension `pad` wider than its columns (the padding holds a
 // sentinel that no kernel may touch), values from Philox normals * scale + shift.

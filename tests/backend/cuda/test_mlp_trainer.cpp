@@ -16,18 +16,11 @@
 #include "ferrite/optim/factory.hpp"
 #include "ferrite/train/classifier.hpp"
 
+#include "require_gpu.hpp"
+
 using namespace ferrite;
 
 namespace {
-
-#define FE_REQUIRE_GPU()                                                                          \
-  do {                                                                                            \
-    if (cuda::device_count() == 0)                                                                \
-      GTEST_SKIP() << (cuda::compiled_with_cuda()                                                 \
-                           ? "no CUDA device: the CUDA backend is built but cudaGetDeviceCount "  \
-                             "found no GPU; run this suite on a GPU machine (docs/cuda-todo.md)"  \
-                           : "this build has no CUDA backend (-Dcuda=disabled or no nvcc)");       \
-  } while (0)
 
 constexpr std::uint64_t kSeed = 42;
 

@@ -49,6 +49,22 @@ using Event = CudaHandle<cudaEvent_t, cudaEventDestroy>;
 using Graph = CudaHandle<cudaGraph_t, cudaGraphDestroy>;
 using GraphExec = CudaHandle<cudaGraphExec_t, cudaGraphExecDestroy>;
 
+// Captures what `enqueue()` puts on stream s into a CUDA graph and instantiates it. The capture is
+// always ended, so the stream stays usable after a failure; `what` names the graph in errors.
+template <class Enqueue>
+Result<GraphExec> capture_graph(cudaStream_t s, const char* what, Enqueue&& enqueue) {
+  FE_TRY(check_cuda("cudaStreamBeginCapture", cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal)));
+  const Status captured = enqueue();
+  cudaGraph_t raw = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(s, &raw);
+  Graph graph(raw);
+  FE_TRY(captured);
+  FE_TRY(check_cuda(std::string("cudaStreamEndCapture(") + what + ")", ended));
+  cudaGraphExec_t exec = nullptr;
+  FE_TRY(check_cuda(std::string("cudaGraphInstantiate(") + what + ")", cudaGraphInstantiate(&exec, graph.get(), 0)));
+  return GraphExec(exec);
+}
+
 // A non-blocking stream: it does not synchronize with the legacy default stream.
 inline Result<Stream> make_stream() {
   cudaStream_t s = nullptr;

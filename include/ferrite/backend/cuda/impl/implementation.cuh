@@ -732,17 +732,7 @@ struct MlpTrainer::Impl {
       warmed = true;
       return ok_status();
     }
-    FE_TRY(detail::check_cuda("cudaStreamBeginCapture",
-                              cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal)));
-    const Status captured = enqueue_step(rows);
-    cudaGraph_t raw = nullptr;
-    const cudaError_t ended = cudaStreamEndCapture(s, &raw);  // always: leaves the stream usable
-    detail::Graph g(raw);
-    FE_TRY(captured);
-    FE_TRY(detail::check_cuda("cudaStreamEndCapture(training step)", ended));
-    cudaGraphExec_t exec = nullptr;
-    FE_TRY(detail::check_cuda("cudaGraphInstantiate(training step)", cudaGraphInstantiate(&exec, g.get(), 0)));
-    graph = detail::GraphExec(exec);
+    FE_TRY_ASSIGN(graph, detail::capture_graph(s, "training step", [&] { return enqueue_step(rows); }));
     return detail::check_cuda("cudaGraphLaunch", cudaGraphLaunch(graph.get(), s));
   }
 };
@@ -1009,3 +999,6 @@ int MlpTrainer::device() const noexcept { return impl_ ? impl_->device : 0; }
 Result<MemoryStats> MlpTrainer::memory_stats() const { return cuda::memory_stats(device()); }
 
 }  // namespace ferrite::cuda
+
+// The QCA step (backend/cuda/qca.hpp).
+#include "ferrite/backend/cuda/impl/qca_impl.cuh"

@@ -1,0 +1,314 @@
+#pragma once
+// Definitions of backend/cuda/qca.hpp (nvcc only; included at the end of implementation.cuh, which
+// defines the OpSession and helpers used here).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ferrite/backend/cuda/impl/check.cuh"
+#include "ferrite/backend/cuda/impl/handles.cuh"
+#include "ferrite/backend/cuda/impl/qca_kernels.cuh"
+#include "ferrite/backend/cuda/impl/qca_plan.hpp"
+#include "ferrite/backend/cuda/qca.hpp"
+#include "ferrite/ops/conv.hpp"
+#include "ferrite/ops/pool.hpp"
+
+namespace ferrite::cuda {
+
+// ================================================================================================
+// QcaStepper
+
+struct QcaStepper::Impl {
+  int device = 0;
+  bool unitary = true;
+  float gamma = 0.01f;
+  Shape shape;
+  std::int64_t batch = 0, d = 0, h = 0;
+  bool graphs = true;
+  bool warmed = false;  // one step has run eagerly (cuBLAS's kernels loaded) before any capture
+  qca_plan::Layout layout;
+  qca_plan::Weights weights;
+  qca_plan::Buffers buffers;
+
+  // Declared first, destroyed last: everything below is released after ~Impl synchronized it.
+  detail::Stream stream;
+  detail::Blas blas;
+  DeviceBuffer params;    // the law's tensors, each at a 64-float aligned offset
+  DeviceBuffer arena;     // layout.floats: every activation buffer of one sample
+  DeviceBuffer partials;  // layout.partial_doubles: GroupNorm partial sums
+  DeviceBuffer psi;       // the state, f32 [B, H, W, d, 2]
+  detail::GraphExec graph;
+
+  ~Impl() {
+    if (stream) (void)cudaStreamSynchronize(stream.get());
+  }
+
+  Status enqueue_step() {
+    qca_kernels::DeviceExecutor ex{stream.get(), &blas, layout.partial_doubles};
+    return qca_plan::step(ex, weights, buffers, unitary, gamma, psi.as<float>(), batch);
+  }
+
+  Status run_step() {
+    cudaStream_t s = stream.get();
+    if (!graphs || !warmed) {
+      FE_TRY(enqueue_step());
+      warmed = true;
+      return ok_status();
+    }
+    if (!graph) {
+      FE_TRY_ASSIGN(graph, detail::capture_graph(s, "qca step", [&] { return enqueue_step(); }));
+    }
+    return detail::check_cuda("cudaGraphLaunch(qca step)", cudaGraphLaunch(graph.get(), s));
+  }
+
+  Status check_host_state(const char* op, const Tensor& t) const {
+    if (t.dtype() != DType::f32 || !t.device().is_cpu() || t.shape() != shape || (t.numel() > 0 && !t.raw_data()))
+      return make_error(ErrorCode::shape_mismatch, op, "psi must be f32 on cpu of the stepper's shape " + shape.to_string(),
+                        t.describe());
+    return ok_status();
+  }
+};
+
+QcaStepper::QcaStepper(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+QcaStepper::QcaStepper(QcaStepper&&) noexcept = default;
+QcaStepper& QcaStepper::operator=(QcaStepper&&) noexcept = default;
+QcaStepper::~QcaStepper() {
+  if (impl_) {
+    auto guard = detail::DeviceGuard::make(impl_->device);
+    impl_.reset();
+  }
+}
+
+Result<QcaStepper> QcaStepper::create(models::QcaUnet& law, models::QcaLaw kind, float gamma, const Shape& state_shape,
+                                      const QcaStepperOptions& options) {
+  static constexpr const char* kOp = "cuda::QcaStepper::create";
+  FE_TRY(check_device(Device::cuda(options.device)));
+  const std::int64_t d = law.d_state(), h = law.hidden();
+  if (state_shape.rank() != 5 || state_shape[3] != d || state_shape[4] != 2 || state_shape[0] <= 0)
+    return make_error(ErrorCode::shape_mismatch, kOp,
+                      "the state must be [B, H, W, d_state = " + std::to_string(d) + ", 2] with B > 0",
+                      state_shape.to_string());
+  FE_TRY(models::check_qca_grid(state_shape[1], state_shape[2]));
+  if (!std::isfinite(gamma))
+    return make_error(ErrorCode::invalid_argument, kOp, "gamma must be finite, got " + std::to_string(gamma));
+
+  FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(options.device));  // outlives `impl` below
+  auto impl = std::make_unique<Impl>();
+  Impl& t = *impl;
+  t.device = options.device;
+  t.unitary = kind == models::QcaLaw::unet_unitary;
+  t.gamma = gamma;
+  t.shape = state_shape;
+  t.batch = state_shape[0];
+  t.d = d;
+  t.h = h;
+  t.graphs = options.cuda_graphs;
+  t.layout = qca_plan::Layout::make(d, h, state_shape[1], state_shape[2]);
+  if (t.layout.floats > INT_MAX || state_shape.numel() > INT_MAX)
+    return make_error(ErrorCode::unsupported, kOp,
+                      "a " + std::to_string(state_shape[1]) + "x" + std::to_string(state_shape[2]) +
+                          " grid needs a workspace of " + std::to_string(t.layout.floats) +
+                          " floats, beyond the kernels' 32-bit indexing (" + std::to_string(INT_MAX) + ")",
+                      state_shape.to_string());
+
+  FE_TRY_ASSIGN(t.stream, detail::make_stream());
+  FE_TRY_ASSIGN(t.blas, detail::Blas::create(t.device, t.stream.get(), options.allow_tf32));
+
+  // Parameters: one upload of the law's tensors packed at aligned offsets.
+  const nn::ParameterList params = law.parameters();
+  std::vector<std::int64_t> offsets;
+  std::int64_t flat = 0;
+  for (const auto& p : params) {
+    offsets.push_back(flat);
+    flat += detail::align_floats(p.value->numel());
+  }
+  std::vector<float> host(static_cast<std::size_t>(flat), 0.f);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    std::copy_n(params[i].value->data<float>(), params[i].value->numel(), host.begin() + offsets[i]);
+  FE_TRY_ASSIGN(t.params, DeviceBuffer::allocate(flat * std::int64_t{sizeof(float)}, t.device));
+  FE_TRY(t.params.copy_from_host(host.data(), flat * std::int64_t{sizeof(float)}));
+  std::vector<const float*> pointers;
+  for (const std::int64_t offset : offsets) pointers.push_back(t.params.as<const float>() + offset);
+  FE_TRY_ASSIGN(t.weights, qca_plan::bind_weights(pointers, d, h));
+
+  FE_TRY_ASSIGN(t.arena, DeviceBuffer::allocate(t.layout.floats * std::int64_t{sizeof(float)}, t.device));
+  FE_TRY_ASSIGN(t.partials, DeviceBuffer::allocate(t.layout.partial_doubles * std::int64_t{sizeof(double)}, t.device));
+  FE_TRY_ASSIGN(t.psi, DeviceBuffer::allocate(state_shape.numel() * std::int64_t{sizeof(float)}, t.device));
+  t.buffers = qca_plan::Buffers::bind(t.layout, d, h, t.arena.as<float>(), t.partials.as<double>());
+  return QcaStepper(std::move(impl));
+}
+
+Status QcaStepper::upload_state(const Tensor& psi) {
+  FE_TRY(impl_->check_host_state("cuda::QcaStepper::upload_state", psi));
+  FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(impl_->device));
+  FE_TRY(synchronize());  // no step may still read the old state
+  return impl_->psi.copy_from_host(psi.raw_data(), static_cast<std::int64_t>(psi.nbytes()));
+}
+
+Status QcaStepper::download_state(Tensor& psi) const {
+  FE_TRY(impl_->check_host_state("cuda::QcaStepper::download_state", psi));
+  FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(impl_->device));
+  FE_TRY(synchronize());
+  return impl_->psi.copy_to_host(psi.raw_data(), static_cast<std::int64_t>(psi.nbytes()));
+}
+
+Status QcaStepper::step(std::int64_t steps) {
+  if (steps < 0)
+    return make_error(ErrorCode::invalid_argument, "cuda::QcaStepper::step", "steps must be >= 0, got " + std::to_string(steps));
+  FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(impl_->device));
+  for (std::int64_t s = 0; s < steps; ++s) FE_TRY(impl_->run_step());
+  return ok_status();
+}
+
+Status QcaStepper::synchronize() const {
+  FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(impl_->device));
+  return detail::check_cuda("cudaStreamSynchronize(qca)", cudaStreamSynchronize(impl_->stream.get()));
+}
+
+const Shape& QcaStepper::state_shape() const noexcept { return impl_->shape; }
+bool QcaStepper::graph_captured() const noexcept { return impl_ && impl_->graph; }
+int QcaStepper::device() const noexcept { return impl_ ? impl_->device : 0; }
+Result<MemoryStats> QcaStepper::memory_stats() const { return cuda::memory_stats(device()); }
+
+// ================================================================================================
+// Per-op entry points (host data in and out; see qca.hpp)
+
+namespace ops {
+
+namespace qca_detail {
+
+Result<DeviceBuffer*> upload_chw(detail::OpSession& s, ChwView<const float> x) { return s.upload(x.data, x.numel()); }
+ChwView<float> device_chw(const DeviceBuffer* b, const ChwView<const float>& like) {
+  return {b->as<float>(), like.channels, like.height, like.width};
+}
+Result<DeviceBuffer*> upload_optional(detail::OpSession& s, TensorView<const float> t) {
+  return s.upload(t.data, t.data ? t.numel() : 0);
+}
+const float* data_or_null(const DeviceBuffer* b, TensorView<const float> t) { return t.data ? b->as<const float>() : nullptr; }
+
+}  // namespace qca_detail
+
+using qca_detail::data_or_null;
+using qca_detail::device_chw;
+using qca_detail::upload_chw;
+using qca_detail::upload_optional;
+
+Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias, ChwView<float> y,
+              const GemmOptions& options) {
+  FE_TRY(conv_detail::check_conv2d(x, weight.shape, bias, y));
+  const std::int64_t k = weight.shape[2];
+  if (k != 1 && k != 3)
+    return make_error(ErrorCode::unsupported, "cuda::conv2d", "kernel size " + std::to_string(k) + " (the GPU runs 1 and 3)",
+                      weight.shape.to_string());
+  FE_TRY(qca_kernels::check_sizes("cuda::conv2d", std::max(x.numel() * k * k, y.numel()), x.channels * k * k));
+  FE_TRY_ASSIGN(auto s, detail::OpSession::open(options.device));
+  FE_TRY_ASSIGN(auto dx, upload_chw(s, x));
+  FE_TRY_ASSIGN(auto dw, s.upload(weight.data, weight.numel()));
+  FE_TRY_ASSIGN(auto db, upload_optional(s, bias));
+  FE_TRY_ASSIGN(auto dy, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
+  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
+  const ChwView<float> yd = device_chw(dy, y);
+  FE_TRY_ASSIGN(auto cols, s.alloc(k == 3 ? x.numel() * 9 * std::int64_t{sizeof(float)} : 0));
+  const Status run = k == 3 ? qca_plan::conv3x3(ex, device_chw(dx, x), dw->as<const float>(), yd, cols->as<float>())
+                            : ex.gemm(Trans::no, Trans::no, y.channels, x.plane(), x.channels, dw->as<const float>(),
+                                      x.channels, dx->as<const float>(), x.plane(), yd.data, y.plane());
+  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));
+  FE_TRY(run);
+  if (bias.data) FE_TRY(ex.channel_bias(yd, db->as<const float>()));
+  FE_TRY(s.download(dy, y.data, y.numel()));
+  return s.finish();
+}
+
+Status group_norm(ChwView<const float> x, std::int64_t groups, TensorView<const float> gamma,
+                  TensorView<const float> beta, double eps, NormActivation act, ChwView<float> y, int device) {
+  FE_TRY(check_group_norm("cuda::group_norm", x, groups, gamma, beta, y));
+  FE_TRY_ASSIGN(auto s, detail::OpSession::open(device));
+  FE_TRY_ASSIGN(auto dy, upload_chw(s, x));  // normalized in place on the device
+  FE_TRY_ASSIGN(auto dg, upload_optional(s, gamma));
+  FE_TRY_ASSIGN(auto db, upload_optional(s, beta));
+  const std::int64_t partial_doubles = groups * qca_plan::group_chunks(x.channels / groups * x.plane()) * 2;
+  FE_TRY_ASSIGN(auto dp, s.alloc(partial_doubles * std::int64_t{sizeof(double)}));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), partial_doubles};
+  FE_TRY(ex.group_norm(device_chw(dy, x), groups, data_or_null(dg, gamma), data_or_null(db, beta), eps,
+                       act == NormActivation::elu, dp->as<double>()));
+  FE_TRY(s.download(dy, y.data, y.numel()));
+  return s.finish();
+}
+
+Status maxpool2x2(ChwView<const float> x, ChwView<float> y, int device) {
+  FE_TRY(check_maxpool2x2("cuda::maxpool2x2", x, y));
+  FE_TRY_ASSIGN(auto s, detail::OpSession::open(device));
+  FE_TRY_ASSIGN(auto dx, upload_chw(s, x));
+  FE_TRY_ASSIGN(auto dy, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
+  FE_TRY(ex.maxpool2x2(device_chw(dx, x), {dy->as<float>(), y.channels, y.height, y.width}));
+  FE_TRY(s.download(dy, y.data, y.numel()));
+  return s.finish();
+}
+
+Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias,
+                             ChwView<float> y, const GemmOptions& options) {
+  FE_TRY(check_conv_transpose2d_k2s2("cuda::conv_transpose2d_k2s2", x, weight, bias, y));
+  FE_TRY_ASSIGN(auto s, detail::OpSession::open(options.device));
+  FE_TRY_ASSIGN(auto dx, upload_chw(s, x));
+  FE_TRY_ASSIGN(auto dw, s.upload(weight.data, weight.numel()));
+  FE_TRY_ASSIGN(auto db, upload_optional(s, bias));
+  FE_TRY_ASSIGN(auto taps, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
+  FE_TRY_ASSIGN(auto dy, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
+  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
+  const Status run = qca_plan::conv_transpose(ex, device_chw(dx, x), dw->as<const float>(), data_or_null(db, bias),
+                                              {dy->as<float>(), y.channels, y.height, y.width}, taps->as<float>());
+  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));
+  FE_TRY(run);
+  FE_TRY(s.download(dy, y.data, y.numel()));
+  return s.finish();
+}
+
+Status qca_pack_planar(const Tensor& psi, std::int64_t b, ChwView<float> x, int device) {
+  FE_TRY(models::check_qca_state(psi, psi.shape().rank() == 5 ? psi.dim(3) : 0, "cuda::qca_pack_planar"));
+  const std::int64_t d = psi.dim(3), H = psi.dim(1), W = psi.dim(2), sample = H * W * d * 2;
+  if (b < 0 || b >= psi.dim(0) || x.channels != 2 * d || x.height != H || x.width != W)
+    return make_error(ErrorCode::shape_mismatch, "cuda::qca_pack_planar",
+                      "sample " + std::to_string(b) + " into x [2d, H, W]", psi.describe() + " -> " + x.shape().to_string());
+  FE_TRY_ASSIGN(auto s, detail::OpSession::open(device));
+  FE_TRY_ASSIGN(auto dpsi, s.upload(psi.data<float>() + b * sample, sample));
+  FE_TRY_ASSIGN(auto dx, s.alloc(x.numel() * std::int64_t{sizeof(float)}));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
+  FE_TRY(ex.pack(dpsi->as<const float>(), d, {dx->as<float>(), x.channels, H, W}));
+  FE_TRY(s.download(dx, x.data, x.numel()));
+  return s.finish();
+}
+
+Status qca_update_cells(ChwView<const float> o, TensorView<const float> bias, models::QcaLaw law, float gamma,
+                        Tensor& psi, std::int64_t b, int device) {
+  FE_TRY(models::check_qca_state(psi, psi.shape().rank() == 5 ? psi.dim(3) : 0, "cuda::qca_update_cells"));
+  const std::int64_t d = psi.dim(3), H = psi.dim(1), W = psi.dim(2), sample = H * W * d * 2;
+  if (b < 0 || b >= psi.dim(0) || o.channels != 2 * d || o.height != H || o.width != W ||
+      (bias.data && bias.shape != Shape{2 * d}))
+    return make_error(ErrorCode::shape_mismatch, "cuda::qca_update_cells",
+                      "sample " + std::to_string(b) + " from o [2d, H, W] and bias [2d]",
+                      psi.describe() + ", o" + o.shape().to_string() + (bias.data ? ", bias" + bias.shape.to_string() : ""));
+  FE_TRY_ASSIGN(auto s, detail::OpSession::open(device));
+  FE_TRY_ASSIGN(auto dpsi, s.upload(psi.data<float>() + b * sample, sample));
+  FE_TRY_ASSIGN(auto d_o, upload_chw(s, o));
+  std::vector<float> zeros;
+  if (!bias.data) zeros.assign(static_cast<std::size_t>(2 * d), 0.f);
+  FE_TRY_ASSIGN(auto dbias, s.upload(bias.data ? bias.data : zeros.data(), 2 * d));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
+  FE_TRY(ex.update(device_chw(d_o, o), dbias->as<const float>(), law == models::QcaLaw::unet_unitary, gamma,
+                   dpsi->as<float>(), d));
+  FE_TRY(s.download(dpsi, psi.data<float>() + b * sample, sample));
+  return s.finish();
+}
+
+}  // namespace ops
+
+}  // namespace ferrite::cuda

@@ -1,0 +1,345 @@
+#pragma once
+// The QCA step (shared/specs/qca-step.md) as the CUDA backend computes it, written once over an
+// "executor" so that the same sequence of operations, buffer offsets and per-element formulas runs
+// on the GPU (impl/qca_kernels.cuh: DeviceExecutor, kernels + cuBLAS) and on the host
+// (tests/backend/cuda/test_qca_plan.cpp: a loop per kernel + the CPU SGEMM). The host run is checked
+// against models::QcaUnet / models::qca_step, an independent implementation, on machines without a
+// GPU: it proves the plan (im2col layout, GEMM arguments, group statistics, scatter and update
+// indices, workspace offsets); what only a GPU run can check is the launch configuration and the
+// in-block reductions of the kernels themselves. No CUDA types here: compiles with g++ and nvcc.
+//
+// Layouts (one sample; planar [C, H, W] as ops/chw.hpp, P = H*W):
+//   conv3x3   cols[Cin*9, P] = im2col(x)   (row (ci*9 + ky*3 + kx), zero padding)
+//             y[Cout, P]     = W[Cout, Cin*9] cols                  (PyTorch's weight as stored)
+//   groupnorm a group's channels are contiguous: one range of (C/g)*P floats. Partial sums over
+//             chunks of kGroupChunk floats, (sum, sum of squares) in double, then per group
+//             mean = s/n, var = q/n - mean^2 (double: no cancellation at fp32 data), ELU fused
+//   convT     taps[Cout*4, P] = W[Cin, Cout*4]^T x[Cin, P]; y[co, 2i+ky, 2j+kx] = taps[co*4+ky*2+kx, i*W+j] + b
+//   outc      o[2d, P] = W[2d, h] c2[h, P]; its bias is added by the per-cell update
+//   update    per cell: m_c = (o[c] + b[c]) + i (o[d+c] + b[d+c]); g = m psi (unitary) or m;
+//             psi1 = psi + g - gamma psi; psi' = psi1 / (|psi1| + 1e-9)
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "ferrite/core/result.hpp"
+#include "ferrite/ops/chw.hpp"
+#include "ferrite/ops/transpose.hpp"
+
+// Internal: functions shared by kernels and host code. Undefined at the end of this header.
+#if defined(__CUDACC__)
+#define FERRITE_QCA_HD __host__ __device__ __forceinline__
+#else
+#define FERRITE_QCA_HD inline
+#endif
+
+namespace ferrite::cuda::qca_plan {
+
+using i64 = std::int64_t;
+
+inline constexpr i64 kGroupChunk = 4096;  // floats per partial sum of a GroupNorm group
+inline constexpr double kNormEps = 1e-5;  // GroupNorm eps (the spec's)
+
+// The spec's group rule (same as ops/norm.hpp's group_norm_groups, repeated so that this header
+// needs neither TBB nor xsimd).
+inline i64 groups_for(i64 channels) {
+  if (channels > 8 && channels % (channels / 8) == 0) return channels / 8;
+  return 1;
+}
+inline i64 group_chunks(i64 group_floats) { return std::max<i64>(1, (group_floats + kGroupChunk - 1) / kGroupChunk); }
+
+// ---- per-element formulas (the kernels call these for one element; the host emulation loops) ----
+
+// cols[row, p] of a 3x3 "same" convolution's im2col: row = ci*9 + ky*3 + kx.
+template <class I>
+FERRITE_QCA_HD float im2col3x3_value(const float* x, I height, I width, I row, I p) {
+  const I ci = row / 9, tap = row - ci * 9, ky = tap / 3, kx = tap - ky * 3;
+  const I py = p / width, px = p - py * width;
+  const I sy = py + ky - 1, sx = px + kx - 1;
+  return (sy >= 0 && sy < height && sx >= 0 && sx < width) ? x[(ci * height + sy) * width + sx] : 0.f;
+}
+
+struct GroupStats {
+  float mean, rstd;
+};
+// partials: (sum, sum of squares) of each of `chunks` chunks of one group, `count` elements in all.
+FERRITE_QCA_HD GroupStats group_stats(const double* partials, int chunks, double count, double eps) {
+  double s = 0, q = 0;
+  for (int k = 0; k < chunks; ++k) {
+    s += partials[2 * k];
+    q += partials[2 * k + 1];
+  }
+  const double mean = s / count;
+  double var = q / count - mean * mean;
+  var = var > 0 ? var : 0;
+  return {static_cast<float>(mean), static_cast<float>(1.0 / sqrt(var + eps))};
+}
+// The affine factor of channel c: rstd * gamma[c] (gamma null: no affine).
+FERRITE_QCA_HD float norm_scale(GroupStats st, const float* gamma, int c) { return gamma ? st.rstd * gamma[c] : st.rstd; }
+// y = act((v - mean) * scale + shift), act = ELU(alpha 1) or identity (as ops/norm.hpp's scale_shift_act).
+FERRITE_QCA_HD float norm_value(float v, float mean, float scale, float shift, bool elu) {
+  const float t = fmaf(v - mean, scale, shift);
+  return (!elu || t > 0.f) ? t : expm1f(t);
+}
+
+// MaxPool 2x2 of output element (c, oy, ox); std::max's NaN rule, as ops/pool.hpp.
+template <class I>
+FERRITE_QCA_HD float maxpool2x2_value(const float* x, I height, I width, I c, I oy, I ox) {
+  const float* r0 = x + (c * height + 2 * oy) * width + 2 * ox;
+  const float* r1 = r0 + width;
+  const float top = (r0[0] < r0[1]) ? r0[1] : r0[0], bottom = (r1[0] < r1[1]) ? r1[1] : r1[0];
+  return (top < bottom) ? bottom : top;
+}
+
+// ConvTranspose k2 s2: output element (co, oy, ox) of the [Cout, 2H, 2W] map from taps[Cout*4, H*W].
+template <class I>
+FERRITE_QCA_HD float conv_t_value(const float* taps, const float* bias, I in_height, I in_width, I co, I oy, I ox) {
+  const I ky = oy & 1, kx = ox & 1, i = oy >> 1, j = ox >> 1;
+  const float t = taps[(co * 4 + ky * 2 + kx) * (in_height * in_width) + i * in_width + j];
+  return bias ? t + bias[co] : t;
+}
+
+// X[c, p] from psi[P, d, 2] of one sample: c < d the real parts, c >= d the imaginary parts.
+template <class I>
+FERRITE_QCA_HD float pack_value(const float* psi, I d, I c, I p) {
+  const I comp = c < d ? c : c - d, part = c < d ? 0 : 1;
+  return psi[(p * d + comp) * 2 + part];
+}
+
+// The fused per-cell update of cell p (psi: the cell's d complex values, in place). Two passes over
+// the d components (the second recomputes psi1 rather than storing it), so no per-thread array.
+template <class I>
+FERRITE_QCA_HD void update_cell(const float* o, const float* bias, I plane, I d, bool unitary, float gamma, float* psi,
+                                I p) {
+  float norm2 = 0.f;
+  for (int pass = 0; pass < 2; ++pass) {
+    const float inv = pass == 0 ? 0.f : 1.f / (sqrtf(norm2) + 1e-9f);
+    for (I c = 0; c < d; ++c) {
+      const float mr = o[c * plane + p] + bias[c], mi = o[(d + c) * plane + p] + bias[d + c];
+      const float pr = psi[2 * c], pi = psi[2 * c + 1];
+      const float gr = unitary ? mr * pr - mi * pi : mr;
+      const float gi = unitary ? mr * pi + mi * pr : mi;
+      const float r = (pr + gr) - gamma * pr, i = (pi + gi) - gamma * pi;
+      if (pass == 0) {
+        norm2 += r * r + i * i;
+      } else {
+        psi[2 * c] = r * inv;
+        psi[2 * c + 1] = i * inv;
+      }
+    }
+  }
+}
+
+// ---- weights and workspace ------------------------------------------------------------------------
+
+// Pointers into the law's parameters (host or device), PyTorch layouts.
+struct Weights {
+  struct Block {
+    i64 cin = 0, cout = 0;
+    const float *conv0 = nullptr, *norm1_w = nullptr, *norm1_b = nullptr;
+    const float *conv3 = nullptr, *norm4_w = nullptr, *norm4_b = nullptr;
+  };
+  i64 d = 0, h = 0;
+  Block inc, down1, down2, bot, conv_up1, conv_up2;
+  const float *up1_w = nullptr, *up1_b = nullptr, *up2_w = nullptr, *up2_b = nullptr;
+  const float *outc_w = nullptr, *outc_b = nullptr;
+};
+
+inline constexpr std::size_t kParameterTensors = 42;  // models::QcaUnet::parameters(), in that order
+
+// Binds tensor pointers given in models::QcaUnet::parameters() order.
+inline Result<Weights> bind_weights(std::span<const float* const> tensors, i64 d, i64 h) {
+  if (tensors.size() != kParameterTensors)
+    return make_error(ErrorCode::invalid_argument, "qca_plan::bind_weights",
+                      "expected " + std::to_string(kParameterTensors) + " tensors, got " + std::to_string(tensors.size()));
+  Weights w;
+  w.d = d;
+  w.h = h;
+  std::size_t next = 0;
+  const auto block = [&](Weights::Block& b, i64 cin, i64 cout) {
+    b.cin = cin;
+    b.cout = cout;
+    b.conv0 = tensors[next++];
+    b.norm1_w = tensors[next++];
+    b.norm1_b = tensors[next++];
+    b.conv3 = tensors[next++];
+    b.norm4_w = tensors[next++];
+    b.norm4_b = tensors[next++];
+  };
+  block(w.inc, 2 * d, h);
+  block(w.down1, h, 2 * h);
+  block(w.down2, 2 * h, 4 * h);
+  block(w.bot, 4 * h, 8 * h);
+  w.up1_w = tensors[next++];
+  w.up1_b = tensors[next++];
+  block(w.conv_up1, 6 * h, 4 * h);
+  w.up2_w = tensors[next++];
+  w.up2_b = tensors[next++];
+  block(w.conv_up2, 3 * h, h);
+  w.outc_w = tensors[next++];
+  w.outc_b = tensors[next++];
+  return w;
+}
+
+// Offsets (in floats, 64-float aligned) of every buffer of one sample's forward in one arena, and
+// the GroupNorm partials (in doubles) in a second one.
+struct Layout {
+  i64 height = 0, width = 0;
+  i64 x = 0, o = 0;                                   // [2d, P]: the planar input and the law's output
+  i64 cat2 = 0, tmp_full = 0, c2 = 0;                 // H x W:     [3h] (u2 | x1), [h], [h]
+  i64 pool1 = 0, cat1 = 0, tmp_half = 0, c1 = 0;      // H/2:       [h], [6h] (u1 | x2), [4h], [4h]
+  i64 pool2 = 0, x3 = 0, tmp_quarter = 0, bottom = 0; // H/4:       [2h], [4h], [8h], [8h]
+  i64 cols = 0, taps = 0;                             // im2col matrix and transposed-conv taps (largest use)
+  i64 floats = 0;                                     // arena size
+  i64 partial_doubles = 0;                            // GroupNorm partials (largest use)
+
+  static Layout make(i64 d, i64 h, i64 height, i64 width) {
+    Layout l;
+    l.height = height;
+    l.width = width;
+    const i64 P = height * width, P2 = P / 4, P4 = P / 16;
+    i64 at = 0;
+    const auto take = [&](i64 n) {
+      const i64 offset = at;
+      at += (n + 63) / 64 * 64;
+      return offset;
+    };
+    l.x = take(2 * d * P);
+    l.o = take(2 * d * P);
+    l.cat2 = take(3 * h * P);
+    l.tmp_full = take(h * P);
+    l.c2 = take(h * P);
+    l.pool1 = take(h * P2);
+    l.cat1 = take(6 * h * P2);
+    l.tmp_half = take(4 * h * P2);
+    l.c1 = take(4 * h * P2);
+    l.pool2 = take(2 * h * P4);
+    l.x3 = take(4 * h * P4);
+    l.tmp_quarter = take(8 * h * P4);
+    l.bottom = take(8 * h * P4);
+    // im2col: the widest input of each level (full: max(2d, h, 3h); half: 6h; quarter: 8h).
+    const i64 cols = std::max({std::max(2 * d, 3 * h) * 9 * P, 6 * h * 9 * P2, 8 * h * 9 * P4});
+    l.cols = take(cols);
+    l.taps = take(std::max(4 * h * 4 * P4, 2 * h * 4 * P2));
+    l.floats = at;
+    // GroupNorm over C channels at P pixels: groups * chunks(C/groups * P) partials of 2 doubles.
+    i64 partials = 0;
+    for (const auto& [c, plane] : {std::pair{h, P}, std::pair{2 * h, P2}, std::pair{4 * h, P2}, std::pair{4 * h, P4},
+                                   std::pair{8 * h, P4}})
+      partials = std::max(partials, groups_for(c) * group_chunks(c / groups_for(c) * plane) * 2);
+    l.partial_doubles = partials;
+    return l;
+  }
+};
+
+// The arena bound to a base pointer.
+struct Buffers {
+  ChwView<float> x, o, cat2, tmp_full, c2, pool1, cat1, tmp_half, c1, pool2, x3, tmp_quarter, bottom;
+  float* cols = nullptr;
+  float* taps = nullptr;
+  double* partials = nullptr;
+
+  static Buffers bind(const Layout& l, i64 d, i64 h, float* arena, double* partials) {
+    const i64 H = l.height, W = l.width;
+    Buffers b;
+    const auto at = [&](i64 offset, i64 c, i64 hh, i64 ww) { return ChwView<float>{arena + offset, c, hh, ww}; };
+    b.x = at(l.x, 2 * d, H, W);
+    b.o = at(l.o, 2 * d, H, W);
+    b.cat2 = at(l.cat2, 3 * h, H, W);
+    b.tmp_full = at(l.tmp_full, h, H, W);
+    b.c2 = at(l.c2, h, H, W);
+    b.pool1 = at(l.pool1, h, H / 2, W / 2);
+    b.cat1 = at(l.cat1, 6 * h, H / 2, W / 2);
+    b.tmp_half = at(l.tmp_half, 4 * h, H / 2, W / 2);
+    b.c1 = at(l.c1, 4 * h, H / 2, W / 2);
+    b.pool2 = at(l.pool2, 2 * h, H / 4, W / 4);
+    b.x3 = at(l.x3, 4 * h, H / 4, W / 4);
+    b.tmp_quarter = at(l.tmp_quarter, 8 * h, H / 4, W / 4);
+    b.bottom = at(l.bottom, 8 * h, H / 4, W / 4);
+    b.cols = arena + l.cols;
+    b.taps = arena + l.taps;
+    b.partials = partials;
+    return b;
+  }
+};
+
+// ---- the sequence --------------------------------------------------------------------------------
+// Exec provides (each returns Status; pointers are the executor's memory):
+//   pack(const float* psi_sample, i64 d, ChwView<float> x)
+//   im2col3x3(ChwView<const float> x, float* cols)
+//   gemm(Trans ta, Trans tb, i64 m, i64 n, i64 k, const float* a, i64 lda, const float* b, i64 ldb, float* c, i64 ldc)
+//       row-major C = op(A) op(B), alpha 1, beta 0
+//   group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials)
+//       in place, eps kNormEps, ELU fused
+//   maxpool2x2(ChwView<const float> x, ChwView<float> y)
+//   conv_t_scatter(const float* taps, const float* bias, ChwView<float> y)    y [Cout, 2H, 2W]
+//   update(ChwView<const float> o, const float* bias, bool unitary, float gamma, float* psi_sample, i64 d)
+
+// y[Cout, P] = conv3x3(x[Cin, P]) (no bias).
+template <class Exec>
+Status conv3x3(Exec& ex, ChwView<const float> x, const float* weight, ChwView<float> y, float* cols) {
+  const i64 k = x.channels * 9, P = x.plane();
+  FE_TRY(ex.im2col3x3(x, cols));
+  return ex.gemm(Trans::no, Trans::no, y.channels, P, k, weight, k, cols, P, y.data, P);
+}
+
+// y = ELU(GN(conv3(ELU(GN(conv0(x)))))) with tmp holding the first conv's output.
+template <class Exec>
+Status conv_block(Exec& ex, const Weights::Block& b, ChwView<const float> x, ChwView<float> tmp, ChwView<float> y,
+                  const Buffers& buf) {
+  const ChwView<float> t = tmp.channel_slice(0, b.cout);
+  const i64 groups = groups_for(b.cout);
+  FE_TRY(conv3x3(ex, x, b.conv0, t, buf.cols));
+  FE_TRY(ex.group_norm_elu(t, groups, b.norm1_w, b.norm1_b, buf.partials));
+  FE_TRY(conv3x3(ex, t, b.conv3, y, buf.cols));
+  return ex.group_norm_elu(y, groups, b.norm4_w, b.norm4_b, buf.partials);
+}
+
+// y[Cout, 2H, 2W] = ConvTranspose2d(k2, s2)(x[Cin, H, W]) + bias.
+template <class Exec>
+Status conv_transpose(Exec& ex, ChwView<const float> x, const float* weight, const float* bias, ChwView<float> y,
+                      float* taps) {
+  const i64 P = x.plane(), m = y.channels * 4;
+  FE_TRY(ex.gemm(Trans::yes, Trans::no, m, P, x.channels, weight, m, x.data, P, taps, P));
+  return ex.conv_t_scatter(taps, bias, y);
+}
+
+// buf.o = the law's output for buf.x, without outc's bias (the update adds it).
+template <class Exec>
+Status forward(Exec& ex, const Weights& w, const Buffers& buf) {
+  const i64 h = w.h;
+  const ChwView<float> x1 = buf.cat2.channel_slice(2 * h, h), u2 = buf.cat2.channel_slice(0, 2 * h);
+  const ChwView<float> x2 = buf.cat1.channel_slice(4 * h, 2 * h), u1 = buf.cat1.channel_slice(0, 4 * h);
+  FE_TRY(conv_block(ex, w.inc, buf.x, buf.tmp_full, x1, buf));
+  FE_TRY(ex.maxpool2x2(x1, buf.pool1));
+  FE_TRY(conv_block(ex, w.down1, buf.pool1, buf.tmp_half, x2, buf));
+  FE_TRY(ex.maxpool2x2(x2, buf.pool2));
+  FE_TRY(conv_block(ex, w.down2, buf.pool2, buf.tmp_quarter, buf.x3, buf));
+  FE_TRY(conv_block(ex, w.bot, buf.x3, buf.tmp_quarter, buf.bottom, buf));
+  FE_TRY(conv_transpose(ex, buf.bottom, w.up1_w, w.up1_b, u1, buf.taps));
+  FE_TRY(conv_block(ex, w.conv_up1, buf.cat1, buf.tmp_half, buf.c1, buf));
+  FE_TRY(conv_transpose(ex, buf.c1, w.up2_w, w.up2_b, u2, buf.taps));
+  FE_TRY(conv_block(ex, w.conv_up2, buf.cat2, buf.tmp_full, buf.c2, buf));
+  const i64 P = buf.c2.plane();
+  return ex.gemm(Trans::no, Trans::no, 2 * w.d, P, h, w.outc_w, h, buf.c2.data, P, buf.o.data, P);
+}
+
+// One step of every sample of psi (f32 [batch, H, W, d, 2], in place).
+template <class Exec>
+Status step(Exec& ex, const Weights& w, const Buffers& buf, bool unitary, float gamma, float* psi, i64 batch) {
+  const i64 cell_floats = buf.x.plane() * w.d * 2;
+  for (i64 b = 0; b < batch; ++b) {
+    float* sample = psi + b * cell_floats;
+    FE_TRY(ex.pack(sample, w.d, buf.x));
+    FE_TRY(forward(ex, w, buf));
+    FE_TRY(ex.update(buf.o, w.outc_b, unitary, gamma, sample, w.d));
+  }
+  return ok_status();
+}
+
+}  // namespace ferrite::cuda::qca_plan
+
+#undef FERRITE_QCA_HD
