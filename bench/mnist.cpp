@@ -127,11 +127,6 @@ Status export_data(const std::string& path, const Config& c, const data::Dataset
                                {"layout", "batch b of epoch e = batch_order[e, b*batch:(b+1)*batch]"}});
 }
 
-struct RunOutput {
-  json device, metrics, quality, extra, backend = json::object();
-  std::vector<std::string> summary;
-};
-
 // What a training run on one device hands to the report.
 struct Trained {
   train::TrainHistory history;
@@ -198,7 +193,7 @@ Result<Trained> train_on_cuda(const Config& c, int threads, Device device, const
   return t;
 }
 
-Result<RunOutput> run(const Config& c, int threads) {
+Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
   FE_TRY_ASSIGN(auto datasets, load_data(c));
@@ -242,7 +237,7 @@ Result<RunOutput> run(const Config& c, int threads) {
   const double flops_step = flops_per_sample(model) * double(c.batch);
   const double total_seconds = [&] { double s = 0; for (double t : history.epoch_seconds) s += t; return s; }();
 
-  RunOutput out;
+  bench::RunSections out;
   out.device = trained.device;
   out.backend = trained.backend;
   json peak_memory = {{"host", peak_rss}, {"device", trained.peak_device_mb}};
@@ -320,28 +315,8 @@ int main(int argc, char** argv) {
   json report = bench::make_report_skeleton("mnist", build_info(), env, bench::device_strings(available_devices()));
   report["config"] = config_json(c);
 
-  auto result = run(c, limit.threads());
-  int status = 0;
-  if (result.ok()) {
-    report["device"] = result->device;
-    report["metrics"] = result->metrics;
-    report["quality"] = result->quality;
-    report["extra"] = result->extra;
-    for (auto& [key, value] : result->backend.items()) report["framework"]["backend"][key] = value;
-    for (const auto& line : result->summary) fmt::print("{}\n", line);
-  } else {
-    fmt::print(stderr, "mnist: error: {}\n", result.error().to_string());
-    report["device"] = bench::device_json(Device::parse(c.device).ok() ? *Device::parse(c.device) : Device::cpu(),
-                                          "unavailable", limit.threads());
-    report = bench::error_report(std::move(report), result.error());
-    status = 1;
-  }
-  if (!c.json_path.empty()) {
-    if (auto w = bench::write_json(c.json_path, report); !w.ok()) {
-      fmt::print(stderr, "mnist: error: {}\n", w.error().to_string());
-      return 1;
-    }
-    if (status == 0) fmt::print("json         {}\n", c.json_path);
-  }
-  return status;
+  const auto result = run(c, limit.threads());
+  auto device = Device::parse(c.device);
+  return bench::finish_report("mnist", std::move(report), result, device.ok() ? *device : Device::cpu(), limit.threads(),
+                              c.json_path);
 }

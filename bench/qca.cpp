@@ -3,6 +3,7 @@
 // reported as one ferrite-bench/1 JSON document (docs/json-schema.md).
 //
 //   ./build/bench/qca                                   128x128, d 8, hidden 32, unet-unitary, 100 steps
+//   ./build/bench/qca --device cuda [--tf32] [--no-cuda-graphs] [--gpu-conv im2col]   on the GPU (cuda::QcaStepper)
 //   ./build/bench/qca --grid 64 --save-weights w.safetensors --save-state s.safetensors
 //   python scripts/pytorch/qca.py --weights w.safetensors --initial-state s.safetensors --save-state t.safetensors
 //   ./build/bench/qca --grid 64 --weights w.safetensors --initial-state s.safetensors --reference-state t.safetensors
@@ -73,6 +74,7 @@ struct Config {
   bool pin = true;
   bool cuda_graphs = true;  // --device cuda: replay each step as one CUDA graph
   bool tf32 = false;        // --device cuda: TF32 tensor cores in the SGEMMs (off: FP32 parity)
+  std::string gpu_conv = "winograd";  // --device cuda: 3x3 convolutions as winograd | im2col
 };
 
 json config_json(const Config& c) {
@@ -82,7 +84,7 @@ json config_json(const Config& c) {
           {"save_weights", c.save_weights}, {"initial_state", c.initial_state}, {"save_state", c.save_state},
           {"reference_state", c.reference_state}, {"density_png", c.density_png},
           {"density_colormap", c.density_colormap}, {"save_steps", c.save_steps}, {"pin_threads", c.pin},
-          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}};
+          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"gpu_conv", c.gpu_conv}};
 }
 
 bench::BuildInfo build_info() {
@@ -201,12 +203,6 @@ Result<DensityImage> write_density_png(const Tensor& psi, const Config& c) {
   return out;
 }
 
-struct RunOutput {
-  json device, metrics, quality, extra;
-  json backend = json::object();  // facts for framework.backend
-  std::vector<std::string> summary;
-};
-
 // One engine behind the timed loop: the CPU step (models::qca_step) or cuda::QcaStepper. step() returns
 // when the step has finished (the GPU path synchronizes), so per-step wall times are step latencies.
 class Engine {
@@ -222,6 +218,7 @@ class Engine {
       o.device = device.index;
       o.cuda_graphs = c.cuda_graphs;
       o.allow_tf32 = c.tf32;
+      o.conv = c.gpu_conv == "im2col" ? ConvAlgorithm::direct : ConvAlgorithm::winograd;
       FE_TRY_ASSIGN(auto stepper, cuda::QcaStepper::create(law, kind, e.gamma_, psi0.shape(), o));
       e.gpu_.emplace(std::move(stepper));
     }
@@ -250,7 +247,7 @@ class Engine {
   std::optional<cuda::QcaStepper> gpu_;
 };
 
-Result<RunOutput> run(const Config& c, int threads) {
+Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
   FE_TRY_ASSIGN(const models::QcaLaw law_kind, models::parse_qca_law(c.law));
@@ -279,7 +276,9 @@ Result<RunOutput> run(const Config& c, int threads) {
      // kernels and the CUDA graph's capture (the second step)
     FE_TRY_ASSIGN(Tensor warm, psi0.clone());
     FE_TRY(engine.load(warm));
-    for (std::int64_t s = 0; s < c.warmup_steps; ++s) FE_TRY(engine.step(warm));
+    // The GPU's first step runs eagerly and the second captures the graph: never time those.
+    const std::int64_t warmup = engine.gpu() ? std::max<std::int64_t>(c.warmup_steps, 2) : c.warmup_steps;
+    for (std::int64_t s = 0; s < warmup; ++s) FE_TRY(engine.step(warm));
   }
 
   // The reference (read before timing, so a bad file fails fast): 'psi' after --steps steps, and
@@ -354,14 +353,16 @@ Result<RunOutput> run(const Config& c, int threads) {
   const double steps_per_s = double(c.steps) / seconds;
   const double flops = law.flops(c.grid, c.grid);
 
-  RunOutput out;
+  bench::RunSections out;
   json peak_device = nullptr;
   if (const auto* gpu = engine.gpu()) {
     FE_TRY_ASSIGN(const cuda::DeviceInfo info, cuda::device_info(device.index));
     FE_TRY_ASSIGN(const cuda::MemoryStats memory, gpu->memory_stats());
     out.device = bench::cuda_device_json(device, info, threads);
     peak_device = cuda::bytes_to_mib(memory.peak_allocated_bytes);
-    out.backend = {{"conv", "im2col kernel + cublasSgemm"}, {"cuda_graphs", gpu->graph_captured()}, {"tf32", c.tf32}};
+    out.backend = {{"conv3x3", c.gpu_conv == "im2col" ? "im2col kernel + cublasSgemm"
+                                                      : "Winograd F(2x2,3x3): transform kernels + cublasSgemmStridedBatched"},
+                   {"cuda_graphs", gpu->graph_captured()}, {"tf32", c.tf32}};
   } else {
     out.device = bench::device_json(device, bench::cpu_model_name(), threads);
   }
@@ -392,9 +393,9 @@ Result<RunOutput> run(const Config& c, int threads) {
   s.push_back(fmt::format("ferrite bench/qca — {}x{}, d {}, hidden {}, law {}, gamma {:g}, {} steps, {} thread(s)",
                           c.grid, c.grid, c.d_state, c.hidden, c.law, c.gamma, c.steps, threads));
   if (engine.gpu())
-    s.push_back(fmt::format("device       {} ({}), CUDA graphs {}, TF32 {}", device.to_string(),
-                            out.device["name"].get<std::string>(), engine.gpu()->graph_captured() ? "on" : "off",
-                            c.tf32 ? "on" : "off"));
+    s.push_back(fmt::format("device       {} ({}), 3x3 convs {}, CUDA graphs {}, TF32 {}", device.to_string(),
+                            out.device["name"].get<std::string>(), c.gpu_conv,
+                            engine.gpu()->graph_captured() ? "on" : "off", c.tf32 ? "on" : "off"));
   s.push_back(fmt::format("throughput   {:.2f} steps/s, {:.1f} GFLOP/s ({:.2f} GFLOP/step)", steps_per_s,
                           flops * steps_per_s / 1e9, flops / 1e9));
   s.push_back(fmt::format("step latency p50 {:.2f} ms, p95 {:.2f} ms, min {:.2f} ms", latency.p50, latency.p95, latency.min));
@@ -427,7 +428,7 @@ int main(int argc, char** argv) {
   app.add_option("--law", c.law, "unet | unet-unitary")->check(CLI::IsMember({"unet", "unet-unitary"}));
   app.add_option("--gamma", c.gamma, "decay per step");
   app.add_option("--steps", c.steps, "timed steps")->check(CLI::PositiveNumber);
-  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state)")->check(CLI::NonNegativeNumber);
+  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state; on the GPU at least 2: eager, then graph capture)")->check(CLI::NonNegativeNumber);
   app.add_option("--init", c.init, "complex_noise | random")->check(CLI::IsMember({"complex_noise", "random"}));
   app.add_option("--seed", c.seed, "seed for weights and initial state");
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
@@ -447,6 +448,8 @@ int main(int argc, char** argv) {
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
   app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (default on)");
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the SGEMMs (default off: FP32)");
+  app.add_option("--gpu-conv", c.gpu_conv, "--device cuda: 3x3 convolutions as winograd (default) or im2col")
+      ->check(CLI::IsMember({"winograd", "im2col"}));
   CLI11_PARSE(app, argc, argv);
 
   cpu::ThreadLimit limit(c.threads);
@@ -456,28 +459,8 @@ int main(int argc, char** argv) {
   json report = bench::make_report_skeleton("qca", build_info(), env, bench::device_strings(available_devices()));
   report["config"] = config_json(c);
 
-  auto result = run(c, limit.threads());
-  int status = 0;
-  if (result.ok()) {
-    report["device"] = result->device;
-    report["metrics"] = result->metrics;
-    report["quality"] = result->quality;
-    report["extra"] = result->extra;
-    for (auto& [key, value] : result->backend.items()) report["framework"]["backend"][key] = value;
-    for (const auto& line : result->summary) fmt::print("{}\n", line);
-  } else {
-    fmt::print(stderr, "qca: error: {}\n", result.error().to_string());
-    report["device"] = bench::device_json(Device::parse(c.device).ok() ? *Device::parse(c.device) : Device::cpu(),
-                                          "unavailable", limit.threads());
-    report = bench::error_report(std::move(report), result.error());
-    status = 1;
-  }
-  if (!c.json_path.empty()) {
-    if (auto w = bench::write_json(c.json_path, report); !w.ok()) {
-      fmt::print(stderr, "qca: error: {}\n", w.error().to_string());
-      return 1;
-    }
-    if (status == 0) fmt::print("json         {}\n", c.json_path);
-  }
-  return status;
+  const auto result = run(c, limit.threads());
+  auto device = Device::parse(c.device);
+  return bench::finish_report("qca", std::move(report), result, device.ok() ? *device : Device::cpu(), limit.threads(),
+                              c.json_path);
 }

@@ -176,6 +176,8 @@ PY
     for f in "${ferrite[@]}"; do qca_metric "$f" "ferrite fp32 $grid ${f##*-}"; done
     for f in "${pytorch[@]}"; do qca_metric "$f" "PyTorch eager fp32 $grid ${f##*-}"; done
     [ ${#ferrite[@]} -gt 0 ] && validate "${ferrite[0]}"
+    check "qca-ferrite-im2col-$grid" "$bin/qca" "${inputs[@]}" --device cuda --gpu-conv im2col "${ref[@]}" \
+      --json "$q/ferrite-im2col.json" && qca_metric "$q/ferrite-im2col.json" "ferrite fp32 im2col convs $grid"
     check "qca-ferrite-nographs-$grid" "$bin/qca" "${inputs[@]}" --device cuda --no-cuda-graphs --json "$q/ferrite-nographs.json" &&
       qca_metric "$q/ferrite-nographs.json" "ferrite fp32 no graphs $grid"
     check "qca-ferrite-tf32-$grid" "$bin/qca" "${inputs[@]}" --device cuda --tf32 "${ref[@]}" --json "$q/ferrite-tf32.json" &&

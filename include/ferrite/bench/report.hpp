@@ -168,6 +168,44 @@ inline Status write_json(const std::filesystem::path& path, const json& doc) {
   return io::write_file_atomic(path, std::as_bytes(std::span<const char>(text.data(), text.size())), op);
 }
 
+// What a benchmark's run() hands to its report: the document's sections and the summary it prints.
+struct RunSections {
+  json device, metrics, quality, extra;
+  json backend = json::object();  // merged into framework.backend
+  std::vector<std::string> summary;
+};
+
+// The common end of a benchmark's main(): fills `report` from the run (or turns it into an error
+// report, with a device object naming `device`, unavailable), prints the summary to stdout or
+// "<program>: error: ..." to stderr, writes the JSON if `json_path` is set, and returns the exit
+// status: 0 on success, 1 if the run or the write failed.
+inline int finish_report(std::string_view program, json report, const Result<RunSections>& result, const Device& device,
+                         int threads, const std::string& json_path) {
+  int status = 0;
+  if (result.ok()) {
+    report["device"] = result->device;
+    report["metrics"] = result->metrics;
+    report["quality"] = result->quality;
+    report["extra"] = result->extra;
+    for (auto& [key, value] : result->backend.items()) report["framework"]["backend"][key] = value;
+    for (const auto& line : result->summary) std::printf("%s\n", line.c_str());
+  } else {
+    std::fprintf(stderr, "%.*s: error: %s\n", int(program.size()), program.data(), result.error().to_string().c_str());
+    report["device"] = device_json(device, "unavailable", threads);
+    report = error_report(std::move(report), result.error());
+    status = 1;
+  }
+  if (!json_path.empty()) {
+    if (auto w = write_json(json_path, report); !w.ok()) {
+      std::fprintf(stderr, "%.*s: error: %s\n", int(program.size()), program.data(), w.error().to_string().c_str());
+      return 1;
+    }
+    if (status == 0) std::printf("json         %s\n", json_path.c_str());
+  }
+  std::fflush(stdout);
+  return status;
+}
+
 // Reads and parses a JSON file (tests, and programs that merge results).
 inline Result<json> read_json(const std::filesystem::path& path) {
   constexpr const char* op = "bench::read_json";

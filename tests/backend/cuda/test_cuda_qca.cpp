@@ -9,7 +9,9 @@
 // and <= 1e-4 after 10 (the bounds against PyTorch), every cell's norm 1 +- 1e-6.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <tuple>
@@ -63,9 +65,11 @@ models::QcaUnet random_law(i64 d, i64 h, std::uint64_t seed) {
   return law;
 }
 
-Tensor gpu_steps(models::QcaUnet& law, models::QcaLaw kind, const Tensor& psi0, int steps, bool graphs) {
+Tensor gpu_steps(models::QcaUnet& law, models::QcaLaw kind, const Tensor& psi0, int steps, bool graphs,
+                 ConvAlgorithm conv = ConvAlgorithm::winograd) {
   cuda::QcaStepperOptions o;
   o.cuda_graphs = graphs;
+  o.conv = conv;
   auto stepper = cuda::QcaStepper::create(law, kind, 0.01f, psi0.shape(), o);
   EXPECT_TRUE(stepper.ok()) << stepper.error().to_string();
   Tensor psi = psi0.clone().value();
@@ -90,12 +94,16 @@ TEST(CudaQcaOps, Conv3x3And1x1MatchReference) {
   for (auto [cin, cout, H, W, k] : {std::tuple<i64, i64, i64, i64, int>{5, 7, 9, 11, 3}, {16, 32, 33, 17, 3},
                                     {3, 6, 1, 1, 3}, {32, 16, 13, 9, 1}}) {
     const auto x = normals(cin * H * W, 1), w = normals(cout * cin * k * k, 2, 0.3f), b = normals(cout, 3);
-    std::vector<float> y(std::size_t(cout * H * W)), want(y.size());
-    const Status s = cuda::ops::conv2d({x.data(), cin, H, W}, view(w, {cout, cin, k, k}), view(b, {cout}),
-                                       {y.data(), cout, H, W});
-    ASSERT_TRUE(s.ok()) << s.error().to_string();
+    std::vector<float> want(std::size_t(cout * H * W));
     cpu::reference::conv2d_same<float>({x.data(), cin, H, W}, w.data(), k, b.data(), {want.data(), cout, H, W});
-    expect_close(y, want, 1e-5, "conv" + std::to_string(k) + "x" + std::to_string(k) + " cin " + std::to_string(cin));
+    for (auto algorithm : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+      std::vector<float> y(want.size());
+      const Status s = cuda::ops::conv2d({x.data(), cin, H, W}, view(w, {cout, cin, k, k}), view(b, {cout}),
+                                         {y.data(), cout, H, W}, {}, algorithm);
+      ASSERT_TRUE(s.ok()) << s.error().to_string();
+      expect_close(y, want, 1e-5, "conv" + std::to_string(k) + "x" + std::to_string(k) + " cin " + std::to_string(cin) +
+                                      (algorithm == ConvAlgorithm::direct ? " im2col" : " winograd"));
+    }
   }
 }
 
@@ -121,14 +129,14 @@ TEST(CudaQcaOps, GroupNormMatchesReferenceAcrossChunksWithAndWithoutElu) {
 TEST(CudaQcaOps, MaxPoolAndTransposedConvMatchReference) {
   FE_REQUIRE_GPU();
   {
-    const i64 C = 3, H = 9, W = 11;
+    const i64 C = 3, H = 41, W = 39;  // floor: 20 x 19 = 380 outputs per channel (two blocks)
     const auto x = normals(C * H * W, 7);
-    std::vector<float> y(std::size_t(C * 4 * 5), -1.f), want(y.size());
-    ASSERT_TRUE(cuda::ops::maxpool2x2({x.data(), C, H, W}, {y.data(), C, 4, 5}).ok());
-    cpu::reference::maxpool2x2<float>({x.data(), C, H, W}, {want.data(), C, 4, 5});
+    std::vector<float> y(std::size_t(C * 20 * 19), -1.f), want(y.size());
+    ASSERT_TRUE(cuda::ops::maxpool2x2({x.data(), C, H, W}, {y.data(), C, 20, 19}).ok());
+    cpu::reference::maxpool2x2<float>({x.data(), C, H, W}, {want.data(), C, 20, 19});
     expect_close(y, want, 0.0, "maxpool");
   }
-  for (auto [cin, cout, H, W] : {std::tuple<i64, i64, i64, i64>{6, 5, 3, 5}, {256, 128, 8, 8}}) {
+  for (auto [cin, cout, H, W] : {std::tuple<i64, i64, i64, i64>{6, 5, 3, 5}, {7, 3, 12, 13}, {256, 128, 8, 8}}) {
     const auto x = normals(cin * H * W, 8), w = normals(cin * cout * 4, 9, 0.1f), b = normals(cout, 10);
     std::vector<float> y(std::size_t(cout * 4 * H * W)), want(y.size());
     const Status s = cuda::ops::conv_transpose2d_k2s2({x.data(), cin, H, W}, view(w, {cin, cout, 2, 2}), view(b, {cout}),
@@ -142,7 +150,7 @@ TEST(CudaQcaOps, MaxPoolAndTransposedConvMatchReference) {
 
 TEST(CudaQcaOps, PackAndUpdateMatchTheModel) {
   FE_REQUIRE_GPU();
-  const i64 d = 3, H = 4, W = 8, P = H * W;
+  const i64 d = 3, H = 20, W = 16, P = H * W;  // 320 cells: two blocks
   const Tensor psi0 = models::make_qca_state(models::QcaInit::random, 2, H, W, d, 11).value();
   std::vector<float> x(std::size_t(2 * d * P)), want(x.size());
   ASSERT_TRUE(cuda::ops::qca_pack_planar(psi0, 1, {x.data(), 2 * d, H, W}).ok());
@@ -166,14 +174,34 @@ TEST(CudaQcaStepper, MatchesTheCpuStepOnABatchOfNonSquareGrids) {
   FE_REQUIRE_GPU();
   auto law = random_law(3, 10, 21);  // odd d, hidden 10: single-group and 2-/5-group norms
   const Tensor psi0 = models::make_qca_state(models::QcaInit::random, 2, 20, 12, 3, 22).value();
-  for (auto kind : {models::QcaLaw::unet_unitary, models::QcaLaw::unet}) {
-    Tensor want = psi0.clone().value();
-    for (int s = 0; s < 3; ++s) ASSERT_TRUE(models::qca_step(law, kind, 0.01f, want).ok());
-    const Tensor got = gpu_steps(law, kind, psi0, 3, true);
+  for (auto conv : {ConvAlgorithm::winograd, ConvAlgorithm::direct})
+    for (auto kind : {models::QcaLaw::unet_unitary, models::QcaLaw::unet}) {
+      Tensor want = psi0.clone().value();
+      for (int s = 0; s < 3; ++s) ASSERT_TRUE(models::qca_step(law, kind, 0.01f, want).ok());
+      const Tensor got = gpu_steps(law, kind, psi0, 3, true, conv);
+      const double err = models::relative_l2_error(got, want).value();
+      const char* algo = conv == ConvAlgorithm::direct ? "im2col" : "winograd";
+      EXPECT_LE(err, 1e-5) << models::to_string(kind) << " " << algo;
+      EXPECT_LE(models::qca_max_norm_error(got), 1e-6);
+      std::printf("[ info ] %s, %s: GPU vs CPU after 3 steps, relative L2 %.3g\n",
+                  std::string(models::to_string(kind)).c_str(), algo, err);
+    }
+}
+
+TEST(CudaQcaStepper, MatchesTheCpuStepAt64x64WithABatchOfTwo) {
+  FE_REQUIRE_GPU();
+  // Planes of 4096 / 1024 / 256 pixels: multi-block launches and multi-chunk GroupNorm groups at full size.
+  auto law = random_law(8, 16, 61);
+  const Tensor psi0 = models::make_qca_state(models::QcaInit::complex_noise, 2, 64, 64, 8, 62).value();
+  Tensor want = psi0.clone().value();
+  for (int s = 0; s < 2; ++s) ASSERT_TRUE(models::qca_step(law, models::QcaLaw::unet_unitary, 0.01f, want).ok());
+  for (auto conv : {ConvAlgorithm::winograd, ConvAlgorithm::direct}) {
+    const Tensor got = gpu_steps(law, models::QcaLaw::unet_unitary, psi0, 2, true, conv);
     const double err = models::relative_l2_error(got, want).value();
-    EXPECT_LE(err, 1e-5) << models::to_string(kind);
+    EXPECT_LE(err, 1e-5);
     EXPECT_LE(models::qca_max_norm_error(got), 1e-6);
-    std::printf("[ info ] %s: GPU vs CPU after 3 steps, relative L2 %.3g\n", std::string(models::to_string(kind)).c_str(), err);
+    std::printf("[ info ] 64x64, batch 2, %s: GPU vs CPU after 2 steps, relative L2 %.3g\n",
+                conv == ConvAlgorithm::direct ? "im2col" : "winograd", err);
   }
 }
 
@@ -184,6 +212,8 @@ TEST(CudaQcaStepper, MatchesPyTorchFixtures) {
   ASSERT_TRUE(law.load(dir / "qca_law_d4_h16.safetensors").ok());
   auto states = io::load_safetensors(dir / "qca_states_d4_g16.safetensors");
   ASSERT_TRUE(states.ok()) << states.error().to_string();
+  for (const char* key : {"psi0", "psi1.unet", "psi1.unet-unitary", "psi10.unet-unitary"})
+    ASSERT_NE(states->find(key), nullptr) << "fixture lacks " << key;
   const Tensor& psi0 = *states->find("psi0");
   for (auto kind : {models::QcaLaw::unet, models::QcaLaw::unet_unitary}) {
     const std::string name(models::to_string(kind));

@@ -45,6 +45,28 @@ struct HostExecutor {
     cpu::sgemm(ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
     return {};
   }
+  Status gemm_batched(i64 m, i64 n, i64 k, const float* a, i64 lda, i64 sa, const float* b, i64 ldb, i64 sb, float* c,
+                      i64 ldc, i64 sc, i64 batch) {
+    for (i64 i = 0; i < batch; ++i)
+      cpu::sgemm(Trans::no, Trans::no, m, n, k, 1.f, a + i * sa, lda, b + i * sb, ldb, 0.f, c + i * sc, ldc);
+    return {};
+  }
+  Status winograd_input(ChwView<const float> x, float* v) {
+    const i64 T = plan::winograd_tiles(x.height, x.width), slab = x.channels * T;
+    for (i64 ci = 0; ci < x.channels; ++ci)
+      for (i64 t = 0; t < T; ++t) {
+        float tile[16];
+        plan::winograd_input_tile(x.data, x.height, x.width, ci, t, tile);
+        for (int xi = 0; xi < 16; ++xi) v[xi * slab + ci * T + t] = tile[xi];
+      }
+    return {};
+  }
+  Status winograd_output(const float* m, ChwView<float> y) {
+    const i64 T = plan::winograd_tiles(y.height, y.width);
+    for (i64 co = 0; co < y.channels; ++co)
+      for (i64 t = 0; t < T; ++t) plan::winograd_output_tile(m, y.channels * T, T, co, t, y.height, y.width, y.channel(co));
+    return {};
+  }
   Status group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials) {
     const i64 P = y.plane(), per_group = y.channels / groups, len = per_group * P;
     const i64 chunks = plan::group_chunks(len);
@@ -110,12 +132,20 @@ std::vector<const float*> pointers(models::QcaUnet& law) {
   return p;
 }
 
-// Steps psi (f32 [B, H, W, d, 2]) `steps` times through the plan on the host.
-void plan_steps(models::QcaUnet& law, bool unitary, Tensor& psi, int steps) {
+// Steps psi (f32 [B, H, W, d, 2]) `steps` times through the plan on the host, with Winograd 3x3
+// convolutions or im2col.
+void plan_steps(models::QcaUnet& law, bool unitary, Tensor& psi, int steps, bool winograd) {
   const i64 d = law.d_state(), h = law.hidden(), H = psi.dim(1), W = psi.dim(2);
   const auto ptrs = pointers(law);
   auto weights = plan::bind_weights(ptrs, d, h);
   ASSERT_TRUE(weights.ok()) << weights.error().to_string();
+  std::vector<std::vector<float>> transformed;
+  if (winograd)
+    plan::for_each_conv3x3(*weights, [&](const float* w, i64 cout, i64 cin, const float*& slot) {
+      transformed.emplace_back(std::size_t(16 * cout * cin));
+      plan::winograd_weights(w, cout, cin, transformed.back().data());
+      slot = transformed.back().data();
+    });
   const auto layout = plan::Layout::make(d, h, H, W);
   std::vector<float> arena(static_cast<std::size_t>(layout.floats), std::nanf(""));  // NaN: reads of unwritten floats show
   std::vector<double> partials(static_cast<std::size_t>(layout.partial_doubles));
@@ -134,10 +164,26 @@ TEST(QcaPlan, Conv3x3MatchesReferenceOnOddSizes) {
   const auto x = random_vector(cin * P, 1), w = random_vector(cout * cin * 9, 2, 0.3f);
   std::vector<float> cols(std::size_t(cin * 9 * P)), y(std::size_t(cout * P)), want(y.size());
   HostExecutor ex;
-  ASSERT_TRUE(plan::conv3x3(ex, ChwView<const float>{x.data(), cin, H, W}, w.data(), ChwView<float>{y.data(), cout, H, W},
-                            cols.data()).ok());
+  ASSERT_TRUE(plan::conv3x3(ex, ChwView<const float>{x.data(), cin, H, W}, w.data(), nullptr,
+                            ChwView<float>{y.data(), cout, H, W}, cols.data(), nullptr).ok());
   cpu::reference::conv2d_same<float>({x.data(), cin, H, W}, w.data(), 3, nullptr, {want.data(), cout, H, W});
   expect_close(y, want, 1e-5, "conv3x3");
+}
+
+TEST(QcaPlan, WinogradConv3x3MatchesReferenceOnOddAndEvenSizes) {
+  // Odd sizes cut the last tile row / column; 1x1 and 2x3 images are a single (partial) tile.
+  for (auto [cin, cout, H, W] : {std::tuple<i64, i64, i64, i64>{5, 7, 9, 11}, {16, 8, 8, 8}, {3, 4, 1, 1}, {6, 5, 2, 3}}) {
+    const auto x = random_vector(cin * H * W, 1), w = random_vector(cout * cin * 9, 2, 0.3f);
+    const i64 T = plan::winograd_tiles(H, W);
+    std::vector<float> u(std::size_t(16 * cout * cin)), v(std::size_t(16 * cin * T)), m(std::size_t(16 * cout * T));
+    std::vector<float> y(std::size_t(cout * H * W), std::nanf("")), want(y.size());
+    plan::winograd_weights(w.data(), cout, cin, u.data());
+    HostExecutor ex;
+    ASSERT_TRUE(plan::conv3x3(ex, ChwView<const float>{x.data(), cin, H, W}, w.data(), u.data(),
+                              ChwView<float>{y.data(), cout, H, W}, v.data(), m.data()).ok());
+    cpu::reference::conv2d_same<float>({x.data(), cin, H, W}, w.data(), 3, nullptr, {want.data(), cout, H, W});
+    expect_close(y, want, 1e-5, "winograd " + std::to_string(H) + "x" + std::to_string(W));
+  }
 }
 
 TEST(QcaPlan, GroupNormEluMatchesReferenceAcrossChunks) {
@@ -202,15 +248,16 @@ TEST(QcaPlan, UpdateMatchesTheModelsCellUpdate) {
 TEST(QcaPlan, StepMatchesTheCpuModelOnABatchOfNonSquareGrids) {
   auto law = models::QcaUnet::create(3, 10).value();  // odd d, hidden not a multiple of 8 (single-group norms)
   law.init_default(21, /*small_outc=*/false);
-  Tensor psi = models::make_qca_state(models::QcaInit::random, 2, 20, 12, 3, 22).value();
-  Tensor want = psi.clone().value();
-  for (auto kind : {models::QcaLaw::unet_unitary, models::QcaLaw::unet}) {
-    plan_steps(law, kind == models::QcaLaw::unet_unitary, psi, 2);
-    for (int s = 0; s < 2; ++s) ASSERT_TRUE(models::qca_step(law, kind, 0.01f, want).ok());
-    const double err = models::relative_l2_error(psi, want).value();
-    EXPECT_LE(err, 1e-5) << models::to_string(kind);
-    EXPECT_LE(models::qca_max_norm_error(psi), 1e-6);
-  }
+  const Tensor psi = models::make_qca_state(models::QcaInit::random, 2, 20, 12, 3, 22).value();
+  for (bool winograd : {false, true})
+    for (auto kind : {models::QcaLaw::unet_unitary, models::QcaLaw::unet}) {
+      Tensor got = psi.clone().value(), want = psi.clone().value();
+      plan_steps(law, kind == models::QcaLaw::unet_unitary, got, 2, winograd);
+      for (int s = 0; s < 2; ++s) ASSERT_TRUE(models::qca_step(law, kind, 0.01f, want).ok());
+      const double err = models::relative_l2_error(got, want).value();
+      EXPECT_LE(err, 1e-5) << models::to_string(kind) << (winograd ? " winograd" : " im2col");
+      EXPECT_LE(models::qca_max_norm_error(got), 1e-6);
+    }
 }
 
 TEST(QcaPlan, StepMatchesPyTorch) {
@@ -219,20 +266,23 @@ TEST(QcaPlan, StepMatchesPyTorch) {
   ASSERT_TRUE(law.load(dir / "qca_law_d4_h16.safetensors").ok());
   auto states = io::load_safetensors(dir / "qca_states_d4_g16.safetensors");
   ASSERT_TRUE(states.ok()) << states.error().to_string();
-  for (auto kind : {models::QcaLaw::unet, models::QcaLaw::unet_unitary}) {
-    const std::string name(models::to_string(kind));
+  for (bool winograd : {false, true}) {
+    const char* algo = winograd ? "winograd" : "im2col";
+    for (auto kind : {models::QcaLaw::unet, models::QcaLaw::unet_unitary}) {
+      const std::string name(models::to_string(kind));
+      Tensor psi = states->find("psi0")->clone().value();
+      plan_steps(law, kind == models::QcaLaw::unet_unitary, psi, 1, winograd);
+      const double err = models::relative_l2_error(psi, *states->find("psi1." + name)).value();
+      EXPECT_LE(err, 1e-5) << name << " " << algo;
+      std::printf("[ info ] plan on host (%s), %s: relative L2 error after 1 step %.3g\n", algo, name.c_str(), err);
+    }
     Tensor psi = states->find("psi0")->clone().value();
-    plan_steps(law, kind == models::QcaLaw::unet_unitary, psi, 1);
-    const double err = models::relative_l2_error(psi, *states->find("psi1." + name)).value();
-    EXPECT_LE(err, 1e-5) << name;
-    std::printf("[ info ] plan on host, %s: relative L2 error after 1 step %.3g\n", name.c_str(), err);
+    plan_steps(law, true, psi, 10, winograd);
+    const double err = models::relative_l2_error(psi, *states->find("psi10.unet-unitary")).value();
+    EXPECT_LE(err, 1e-4) << algo;
+    EXPECT_LE(models::qca_max_norm_error(psi), 1e-6) << algo;
+    std::printf("[ info ] plan on host (%s), unet-unitary: relative L2 error after 10 steps %.3g\n", algo, err);
   }
-  Tensor psi = states->find("psi0")->clone().value();
-  plan_steps(law, true, psi, 10);
-  const double err = models::relative_l2_error(psi, *states->find("psi10.unet-unitary")).value();
-  EXPECT_LE(err, 1e-4);
-  EXPECT_LE(models::qca_max_norm_error(psi), 1e-6);
-  std::printf("[ info ] plan on host, unet-unitary: relative L2 error after 10 steps %.3g\n", err);
 }
 
 TEST(QcaPlan, LayoutBuffersAreDisjointAndAligned) {
@@ -244,7 +294,7 @@ TEST(QcaPlan, LayoutBuffersAreDisjointAndAligned) {
         {l.x, 2 * d * P}, {l.o, 2 * d * P}, {l.cat2, 3 * h * P}, {l.tmp_full, h * P}, {l.c2, h * P},
         {l.pool1, h * P / 4}, {l.cat1, 6 * h * P / 4}, {l.tmp_half, 4 * h * P / 4}, {l.c1, 4 * h * P / 4},
         {l.pool2, 2 * h * P / 16}, {l.x3, 4 * h * P / 16}, {l.tmp_quarter, 8 * h * P / 16}, {l.bottom, 8 * h * P / 16},
-        {l.cols, 6 * h * 9 * P / 4}, {l.taps, 2 * h * 4 * P / 4}};
+        {l.cols, 6 * h * 9 * P / 4}, {l.winograd_m, 16 * h * plan::winograd_tiles(H, W)}, {l.taps, 2 * h * 4 * P / 4}};
     for (std::size_t i = 0; i < spans.size(); ++i) {
       EXPECT_EQ(spans[i].first % 64, 0) << i;
       const i64 end = spans[i].first + spans[i].second;

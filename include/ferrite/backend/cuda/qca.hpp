@@ -9,7 +9,9 @@
 // What runs (backend/cuda/impl/qca_plan.hpp, one sequence shared with a host emulation that the
 // tests check against the CPU model and PyTorch; kernels in impl/qca_kernels.cuh):
 //   pack       X[2d, H*W] from psi [H, W, d, 2]                                        (kernel)
-//   conv 3x3   im2col to cols[Cin*9, H*W], then Y = W[Cout, Cin*9] cols        (kernel + cuBLAS SGEMM)
+//   conv 3x3   Winograd F(2x2, 3x3): input transform, 16 batched SGEMMs with the weights transformed
+//              once by create(), output transform             (kernel + cublasSgemmStridedBatched + kernel)
+//              or (conv = direct) im2col to cols[Cin*9, H*W], then Y = W[Cout, Cin*9] cols  (kernel + SGEMM)
 //   GroupNorm  partial sums per chunk of a group (double), then normalize + ELU     (two kernels)
 //   maxpool    2x2                                                                   (kernel)
 //   convT k2s2 taps = W^T X (cuBLAS), scattered with the bias into the concat buffer's channels (kernel)
@@ -33,6 +35,7 @@
 #include "ferrite/core/tensor.hpp"
 #include "ferrite/models/qca.hpp"
 #include "ferrite/ops/chw.hpp"
+#include "ferrite/ops/conv.hpp"
 #include "ferrite/ops/norm.hpp"
 
 namespace ferrite::cuda {
@@ -41,6 +44,9 @@ struct QcaStepperOptions {
   int device = 0;            // cuda:device
   bool cuda_graphs = true;   // replay one captured graph per step (~70 launches otherwise)
   bool allow_tf32 = false;   // TF32 tensor cores in the SGEMMs: faster, ~1e-3 relative products
+  // 3x3 convolutions: automatic and winograd = Winograd F(2x2, 3x3) (2.25x fewer multiplications and
+  // 4/9 of im2col's memory traffic); direct = im2col + SGEMM.
+  ConvAlgorithm conv = ConvAlgorithm::automatic;
 };
 
 class QcaStepper {
@@ -56,6 +62,7 @@ class QcaStepper {
   QcaStepper& operator=(const QcaStepper&) = delete;
   ~QcaStepper();
 
+  // (A moved-from stepper may only be destroyed or assigned to.)
   // psi: f32 on the CPU of the state's shape. upload waits for pending steps first; download waits
   // for them to finish.
   Status upload_state(const Tensor& psi);
@@ -79,9 +86,10 @@ class QcaStepper {
 namespace ops {
 
 #if defined(FERRITE_WITH_CUDA)
-// conv2d of ops/conv.hpp on the GPU for k = 3 (im2col + SGEMM) and k = 1 (SGEMM); bias optional.
+// conv2d of ops/conv.hpp on the GPU for k = 3 (Winograd unless algorithm = direct: im2col + SGEMM)
+// and k = 1 (SGEMM); bias optional.
 Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias, ChwView<float> y,
-              const GemmOptions& options = {});
+              const GemmOptions& options = {}, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 // group_norm of ops/norm.hpp (y may be x).
 Status group_norm(ChwView<const float> x, std::int64_t groups, TensorView<const float> gamma,
                   TensorView<const float> beta, double eps, NormActivation act, ChwView<float> y, int device = 0);
@@ -95,7 +103,7 @@ Status qca_update_cells(ChwView<const float> o, TensorView<const float> bias, mo
                         Tensor& psi, std::int64_t b, int device = 0);
 #else
 inline Status conv2d(ChwView<const float>, TensorView<const float>, TensorView<const float>, ChwView<float>,
-                     const GemmOptions& options = {}) {
+                     const GemmOptions& options = {}, ConvAlgorithm = ConvAlgorithm::automatic) {
   return detail::no_cuda_backend("cuda::conv2d", options.device);
 }
 inline Status group_norm(ChwView<const float>, std::int64_t, TensorView<const float>, TensorView<const float>, double,

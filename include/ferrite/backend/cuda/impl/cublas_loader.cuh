@@ -28,6 +28,7 @@ struct CublasApi {
   decltype(&cublasSetMathMode) set_math_mode = nullptr;
   decltype(&cublasSetPointerMode_v2) set_pointer_mode = nullptr;
   decltype(&cublasSgemm_v2) sgemm = nullptr;
+  decltype(&cublasSgemmStridedBatched) sgemm_strided_batched = nullptr;
   decltype(&cublasGetStatusName) status_name = nullptr;
   decltype(&cublasGetStatusString) status_string = nullptr;
 };
@@ -75,6 +76,7 @@ inline Result<const CublasApi*> cublas_api() {
     bind(api.set_math_mode, "cublasSetMathMode");
     bind(api.set_pointer_mode, "cublasSetPointerMode_v2");
     bind(api.sgemm, "cublasSgemm_v2");
+    bind(api.sgemm_strided_batched, "cublasSgemmStridedBatched");
     bind(api.status_name, "cublasGetStatusName");
     bind(api.status_string, "cublasGetStatusString");
     if (!failure.empty()) failure = "the loaded cuBLAS lacks " + failure;  // the handle stays open

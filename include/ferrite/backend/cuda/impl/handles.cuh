@@ -162,4 +162,29 @@ inline Status sgemm(const Blas& blas, Trans ta, Trans tb, std::int64_t m, std::i
   return check_cublas(blas.api(), what.c_str(), status);
 }
 
+// `batch` row-major GEMMs C_i = op(A_i) op(B_i) (alpha 1, beta 0), A_i = a + i * stride_a etc.,
+// through cublasSgemmStridedBatched with the same operand swap as sgemm.
+inline Status sgemm_strided_batched(const Blas& blas, Trans ta, Trans tb, std::int64_t m, std::int64_t n,
+                                    std::int64_t k, const float* a, std::int64_t lda, std::int64_t stride_a,
+                                    const float* b, std::int64_t ldb, std::int64_t stride_b, float* c,
+                                    std::int64_t ldc, std::int64_t stride_c, std::int64_t batch) {
+  for (std::int64_t v : {m, n, k, lda, ldb, ldc, batch})
+    if (v > INT_MAX)
+      return make_error(ErrorCode::unsupported, "cublasSgemmStridedBatched",
+                        "dimension " + std::to_string(v) + " exceeds cuBLAS's 32-bit int");
+  if (m == 0 || n == 0 || batch == 0) return ok_status();
+  const auto op = [](Trans t) { return t == Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N; };
+  const auto ld = [](std::int64_t v) { return static_cast<int>(v < 1 ? 1 : v); };
+  const float alpha = 1.f, beta = 0.f;
+  const cublasStatus_t status = blas.api().sgemm_strided_batched(
+      blas.get(), op(tb), op(ta), static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b, ld(ldb),
+      static_cast<long long>(stride_b), a, ld(lda), static_cast<long long>(stride_a), &beta, c, ld(ldc),
+      static_cast<long long>(stride_c), static_cast<int>(batch));
+  if (status == CUBLAS_STATUS_SUCCESS) return ok_status();
+  const std::string what = "cublasSgemmStridedBatched(" + std::string(trans_name(ta)) + trans_name(tb) +
+                           ", M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
+                           " batch=" + std::to_string(batch) + ")";
+  return check_cublas(blas.api(), what.c_str(), status);
+}
+
 }  // namespace ferrite::cuda::detail

@@ -149,8 +149,11 @@ Status DeviceBuffer::copy_from_host(const void* src, std::int64_t bytes) {
                       "cannot copy " + std::to_string(bytes) + " bytes into a buffer of " + std::to_string(bytes_));
   if (bytes == 0) return ok_status();
   FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(device_));
-  return detail::check_cuda("cudaMemcpy(host to device)",
-                            cudaMemcpy(data_, src, static_cast<std::size_t>(bytes), cudaMemcpyHostToDevice));
+  FE_TRY(detail::check_cuda("cudaMemcpy(host to device)",
+                            cudaMemcpy(data_, src, static_cast<std::size_t>(bytes), cudaMemcpyHostToDevice)));
+  // From pageable memory cudaMemcpy may return once the bytes are staged, before the DMA lands; work
+  // on a non-blocking stream (all of ferrite's) would not wait for it. Blocking means landed.
+  return detail::check_cuda("cudaStreamSynchronize(host to device)", cudaStreamSynchronize(cudaStreamLegacy));
 }
 
 Status DeviceBuffer::copy_to_host(void* dst, std::int64_t bytes) const {

@@ -120,7 +120,8 @@ Result<QcaStepper> QcaStepper::create(models::QcaUnet& law, models::QcaLaw kind,
   FE_TRY_ASSIGN(t.stream, detail::make_stream());
   FE_TRY_ASSIGN(t.blas, detail::Blas::create(t.device, t.stream.get(), options.allow_tf32));
 
-  // Parameters: one upload of the law's tensors packed at aligned offsets.
+  // Parameters: one upload of the law's tensors packed at aligned offsets, followed (Winograd) by the
+  // transformed weights of the 3x3 convolutions, computed here once.
   const nn::ParameterList params = law.parameters();
   std::vector<std::int64_t> offsets;
   std::int64_t flat = 0;
@@ -128,14 +129,34 @@ Result<QcaStepper> QcaStepper::create(models::QcaUnet& law, models::QcaLaw kind,
     offsets.push_back(flat);
     flat += detail::align_floats(p.value->numel());
   }
+  std::vector<const float*> host_pointers;
+  for (const auto& p : params) host_pointers.push_back(p.value->data<float>());
+  FE_TRY_ASSIGN(qca_plan::Weights host_weights, qca_plan::bind_weights(host_pointers, d, h));
+  const bool winograd = options.conv != ConvAlgorithm::direct;
+  std::vector<std::pair<const float*, std::int64_t>> transforms;  // (host weight, offset), in for_each order
+  if (winograd)
+    qca_plan::for_each_conv3x3(host_weights, [&](const float* w, std::int64_t cout, std::int64_t cin, const float*&) {
+      transforms.emplace_back(w, flat);
+      flat += detail::align_floats(16 * cout * cin);
+    });
   std::vector<float> host(static_cast<std::size_t>(flat), 0.f);
   for (std::size_t i = 0; i < params.size(); ++i)
     std::copy_n(params[i].value->data<float>(), params[i].value->numel(), host.begin() + offsets[i]);
+  std::size_t next = 0;
+  if (winograd)
+    qca_plan::for_each_conv3x3(host_weights, [&](const float* w, std::int64_t cout, std::int64_t cin, const float*&) {
+      qca_plan::winograd_weights(w, cout, cin, host.data() + transforms[next++].second);
+    });
   FE_TRY_ASSIGN(t.params, DeviceBuffer::allocate(flat * std::int64_t{sizeof(float)}, t.device));
   FE_TRY(t.params.copy_from_host(host.data(), flat * std::int64_t{sizeof(float)}));
   std::vector<const float*> pointers;
   for (const std::int64_t offset : offsets) pointers.push_back(t.params.as<const float>() + offset);
   FE_TRY_ASSIGN(t.weights, qca_plan::bind_weights(pointers, d, h));
+  next = 0;
+  if (winograd)
+    qca_plan::for_each_conv3x3(t.weights, [&](const float*, std::int64_t, std::int64_t, const float*& slot) {
+      slot = t.params.as<const float>() + transforms[next++].second;
+    });
 
   FE_TRY_ASSIGN(t.arena, DeviceBuffer::allocate(t.layout.floats * std::int64_t{sizeof(float)}, t.device));
   FE_TRY_ASSIGN(t.partials, DeviceBuffer::allocate(t.layout.partial_doubles * std::int64_t{sizeof(double)}, t.device));
@@ -200,13 +221,13 @@ using qca_detail::upload_chw;
 using qca_detail::upload_optional;
 
 Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias, ChwView<float> y,
-              const GemmOptions& options) {
+              const GemmOptions& options, ConvAlgorithm algorithm) {
   FE_TRY(conv_detail::check_conv2d(x, weight.shape, bias, y));
   const std::int64_t k = weight.shape[2];
   if (k != 1 && k != 3)
     return make_error(ErrorCode::unsupported, "cuda::conv2d", "kernel size " + std::to_string(k) + " (the GPU runs 1 and 3)",
                       weight.shape.to_string());
-  FE_TRY(qca_kernels::check_sizes("cuda::conv2d", std::max(x.numel() * k * k, y.numel()), x.channels * k * k));
+  FE_TRY(qca_kernels::check_sizes("cuda::conv2d", std::max(x.numel() * k * k, y.numel()), k == 3 ? x.channels * 9 : 1));
   FE_TRY_ASSIGN(auto s, detail::OpSession::open(options.device));
   FE_TRY_ASSIGN(auto dx, upload_chw(s, x));
   FE_TRY_ASSIGN(auto dw, s.upload(weight.data, weight.numel()));
@@ -215,8 +236,22 @@ Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView
   if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
   qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
   const ChwView<float> yd = device_chw(dy, y);
-  FE_TRY_ASSIGN(auto cols, s.alloc(k == 3 ? x.numel() * 9 * std::int64_t{sizeof(float)} : 0));
-  const Status run = k == 3 ? qca_plan::conv3x3(ex, device_chw(dx, x), dw->as<const float>(), yd, cols->as<float>())
+  // Winograd: V[16][Cin][T] in `cols`, M[16][Cout][T], the transformed weights U[16][Cout][Cin].
+  const bool winograd = k == 3 && algorithm != ConvAlgorithm::direct;
+  const std::int64_t tiles = qca_plan::winograd_tiles(x.height, x.width);
+  const std::int64_t cols_floats = k != 3 ? 0 : winograd ? 16 * x.channels * tiles : 9 * x.numel();
+  FE_TRY_ASSIGN(auto cols, s.alloc(cols_floats * std::int64_t{sizeof(float)}));
+  FE_TRY_ASSIGN(auto m, s.alloc(winograd ? 16 * y.channels * tiles * std::int64_t{sizeof(float)} : 0));
+  const float* u = nullptr;
+  std::vector<float> host_u;
+  if (winograd) {
+    host_u.resize(static_cast<std::size_t>(16 * y.channels * x.channels));
+    qca_plan::winograd_weights(weight.data, y.channels, x.channels, host_u.data());
+    FE_TRY_ASSIGN(auto du, s.upload(host_u.data(), std::int64_t(host_u.size())));
+    u = du->as<const float>();
+  }
+  const Status run = k == 3 ? qca_plan::conv3x3(ex, device_chw(dx, x), dw->as<const float>(), u, yd, cols->as<float>(),
+                                                m->as<float>())
                             : ex.gemm(Trans::no, Trans::no, y.channels, x.plane(), x.channels, dw->as<const float>(),
                                       x.channels, dx->as<const float>(), x.plane(), yd.data, y.plane());
   if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));

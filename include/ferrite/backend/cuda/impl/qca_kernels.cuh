@@ -48,6 +48,26 @@ __global__ void im2col3x3_kernel(const float* __restrict__ x, int height, int wi
   if (p < plane) cols[i64(row) * plane + p] = plan::im2col3x3_value(x, height, width, row, p);
 }
 
+// Winograd input transform: v[xi][ci][t] for tile t of channel ci: grid (ceil(T / 256), Cin).
+__global__ void winograd_input_kernel(const float* __restrict__ x, int height, int width, int tiles,
+                                      float* __restrict__ v) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x, ci = blockIdx.y;
+  if (t >= tiles) return;
+  float tile[16];
+  plan::winograd_input_tile(x, height, width, ci, t, tile);
+  const i64 slab = i64(gridDim.y) * tiles;
+#pragma unroll
+  for (int xi = 0; xi < 16; ++xi) v[xi * slab + i64(ci) * tiles + t] = tile[xi];
+}
+
+// Winograd output transform: the 2x2 outputs of tile t of channel co from m[xi][co][t]: grid (ceil(T / 256), Cout).
+__global__ void winograd_output_kernel(const float* __restrict__ m, int height, int width, int tiles,
+                                       float* __restrict__ y) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x, co = blockIdx.y;
+  if (t >= tiles) return;
+  plan::winograd_output_tile(m, int(gridDim.y) * tiles, tiles, co, t, height, width, y + i64(co) * height * width);
+}
+
 // partials[(g * chunks + k) * 2 + {0, 1}] = (sum, sum of squares) of chunk k of group g: grid (chunks, groups).
 __global__ void group_partials_kernel(const float* __restrict__ y, int group_floats, int chunks,
                                       double* __restrict__ partials) {
@@ -148,6 +168,7 @@ struct DeviceExecutor {
 
   Status pack(const float* psi, i64 d, ChwView<float> x) {
     FE_TRY(check_sizes("qca pack", x.numel(), 2 * d));
+    if (x.numel() == 0) return ok_status();
     pack_kernel<<<dim3(blocks_for(x.plane()), unsigned(2 * d)), kThreads, 0, stream>>>(psi, int(d), int(x.plane()),
                                                                                          x.data);
     return detail::check_launch("qca pack_kernel");
@@ -164,6 +185,30 @@ struct DeviceExecutor {
   Status gemm(Trans ta, Trans tb, i64 m, i64 n, i64 k, const float* a, i64 lda, const float* b, i64 ldb, float* c,
               i64 ldc) {
     return detail::sgemm(*blas, ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
+  }
+
+  Status gemm_batched(i64 m, i64 n, i64 k, const float* a, i64 lda, i64 stride_a, const float* b, i64 ldb,
+                      i64 stride_b, float* c, i64 ldc, i64 stride_c, i64 batch) {
+    return detail::sgemm_strided_batched(*blas, Trans::no, Trans::no, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc,
+                                         stride_c, batch);
+  }
+
+  Status winograd_input(ChwView<const float> x, float* v) {
+    const i64 tiles = plan::winograd_tiles(x.height, x.width);
+    FE_TRY(check_sizes("qca winograd_input", std::max(16 * x.channels * tiles, x.numel()), x.channels));
+    if (x.numel() == 0) return ok_status();
+    winograd_input_kernel<<<dim3(blocks_for(tiles), unsigned(x.channels)), kThreads, 0, stream>>>(
+        x.data, int(x.height), int(x.width), int(tiles), v);
+    return detail::check_launch("qca winograd_input_kernel");
+  }
+
+  Status winograd_output(const float* m, ChwView<float> y) {
+    const i64 tiles = plan::winograd_tiles(y.height, y.width);
+    FE_TRY(check_sizes("qca winograd_output", std::max(16 * y.channels * tiles, y.numel()), y.channels));
+    if (y.numel() == 0) return ok_status();
+    winograd_output_kernel<<<dim3(blocks_for(tiles), unsigned(y.channels)), kThreads, 0, stream>>>(
+        m, int(y.height), int(y.width), int(tiles), y.data);
+    return detail::check_launch("qca winograd_output_kernel");
   }
 
   Status group_norm(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double eps, bool elu,

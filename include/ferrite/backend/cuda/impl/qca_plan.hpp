@@ -9,8 +9,14 @@
 // in-block reductions of the kernels themselves. No CUDA types here: compiles with g++ and nvcc.
 //
 // Layouts (one sample; planar [C, H, W] as ops/chw.hpp, P = H*W):
-//   conv3x3   cols[Cin*9, P] = im2col(x)   (row (ci*9 + ky*3 + kx), zero padding)
-//             y[Cout, P]     = W[Cout, Cin*9] cols                  (PyTorch's weight as stored)
+//   conv3x3   im2col:   cols[Cin*9, P] = im2col(x)   (row (ci*9 + ky*3 + kx), zero padding)
+//                       y[Cout, P]     = W[Cout, Cin*9] cols                  (PyTorch's weight as stored)
+//             Winograd F(2x2, 3x3) (as backend/cpu/winograd.hpp; 2.25x fewer multiplications, 4/9 of
+//             im2col's memory traffic), T = ceil(H/2) ceil(W/2) tiles of 2x2 outputs:
+//                       V[16][Cin][T]   = B^T d B of every 4x4 input patch        (input transform)
+//                       M[xi] = U[xi][Cout, Cin] V[xi]                       (16 batched GEMMs)
+//                       y = A^T M A per tile, cut at the image edge              (output transform)
+//             U = G g G^T is computed once per weight set, in double (winograd_weights).
 //   groupnorm a group's channels are contiguous: one range of (C/g)*P floats. Partial sums over
 //             chunks of kGroupChunk floats, (sum, sum of squares) in double, then per group
 //             mean = s/n, var = q/n - mean^2 (double: no cancellation at fp32 data), ELU fused
@@ -133,6 +139,82 @@ FERRITE_QCA_HD void update_cell(const float* o, const float* bias, I plane, I d,
   }
 }
 
+// Winograd F(2x2, 3x3). Tiles t = ty * tiles_x + tx cover outputs (2ty .. 2ty+1, 2tx .. 2tx+1).
+template <class I>
+FERRITE_QCA_HD I winograd_tiles(I height, I width) { return ((height + 1) / 2) * ((width + 1) / 2); }
+
+// v[xi] (xi = 4i + j) = (B^T d B)[i][j] of tile t of channel ci, d = rows 2ty-1 .. 2ty+2, columns
+// 2tx-1 .. 2tx+2 (zero outside the image). B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]].
+template <class I>
+FERRITE_QCA_HD void winograd_input_tile(const float* x, I height, I width, I ci, I t, float* v) {
+  const I tiles_x = (width + 1) / 2, ty = t / tiles_x, tx = t - ty * tiles_x;
+  const float* plane = x + ci * height * width;
+  float d[4][4];
+  for (int r = 0; r < 4; ++r) {
+    const I y = 2 * ty - 1 + r;
+    for (int c = 0; c < 4; ++c) {
+      const I xx = 2 * tx - 1 + c;
+      d[r][c] = (y >= 0 && y < height && xx >= 0 && xx < width) ? plane[y * width + xx] : 0.f;
+    }
+  }
+  float b[4][4];  // B^T d
+  for (int c = 0; c < 4; ++c) {
+    b[0][c] = d[0][c] - d[2][c];
+    b[1][c] = d[1][c] + d[2][c];
+    b[2][c] = d[2][c] - d[1][c];
+    b[3][c] = d[1][c] - d[3][c];
+  }
+  for (int r = 0; r < 4; ++r) {  // (B^T d) B
+    v[4 * r + 0] = b[r][0] - b[r][2];
+    v[4 * r + 1] = b[r][1] + b[r][2];
+    v[4 * r + 2] = b[r][2] - b[r][1];
+    v[4 * r + 3] = b[r][1] - b[r][3];
+  }
+}
+
+// The 2x2 outputs of tile t of channel co from m[xi * slab + co * T + t]: Y = A^T m A with
+// A^T = [[1,1,1,0], [0,1,-1,-1]], written to y (one plane) where inside the image.
+template <class I>
+FERRITE_QCA_HD void winograd_output_tile(const float* m, I slab, I tiles, I co, I t, I height, I width, float* y) {
+  const I tiles_x = (width + 1) / 2, ty = t / tiles_x, tx = t - ty * tiles_x;
+  float v[16];
+  for (int xi = 0; xi < 16; ++xi) v[xi] = m[xi * slab + co * tiles + t];
+  float s[2][4];  // A^T m
+  for (int c = 0; c < 4; ++c) {
+    s[0][c] = v[c] + v[4 + c] + v[8 + c];
+    s[1][c] = v[4 + c] - v[8 + c] - v[12 + c];
+  }
+  for (int a = 0; a < 2; ++a) {
+    const I oy = 2 * ty + a;
+    if (oy >= height) continue;
+    const float out0 = s[a][0] + s[a][1] + s[a][2], out1 = s[a][1] - s[a][2] - s[a][3];
+    y[oy * width + 2 * tx] = out0;
+    if (2 * tx + 1 < width) y[oy * width + 2 * tx + 1] = out1;
+  }
+}
+
+// U[xi][co][ci] = (G g G^T)[i][j] of w[co, ci] ([Cout, Cin, 3, 3]), in double, rounded once.
+// G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Host only (once per weight set).
+inline void winograd_weights(const float* w, i64 cout, i64 cin, float* u) {
+  for (i64 co = 0; co < cout; ++co)
+    for (i64 ci = 0; ci < cin; ++ci) {
+      const float* g = w + (co * cin + ci) * 9;
+      double gg[4][3];  // G g
+      for (int c = 0; c < 3; ++c) {
+        const double g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
+        gg[0][c] = g0;
+        gg[1][c] = 0.5 * (g0 + g1 + g2);
+        gg[2][c] = 0.5 * (g0 - g1 + g2);
+        gg[3][c] = g2;
+      }
+      for (int r = 0; r < 4; ++r) {  // (G g) G^T
+        const double row[4] = {gg[r][0], 0.5 * (gg[r][0] + gg[r][1] + gg[r][2]), 0.5 * (gg[r][0] - gg[r][1] + gg[r][2]),
+                               gg[r][2]};
+        for (int c = 0; c < 4; ++c) u[((4 * r + c) * cout + co) * cin + ci] = static_cast<float>(row[c]);
+      }
+    }
+}
+
 // ---- weights and workspace ------------------------------------------------------------------------
 
 // Pointers into the law's parameters (host or device), PyTorch layouts.
@@ -141,6 +223,8 @@ struct Weights {
     i64 cin = 0, cout = 0;
     const float *conv0 = nullptr, *norm1_w = nullptr, *norm1_b = nullptr;
     const float *conv3 = nullptr, *norm4_w = nullptr, *norm4_b = nullptr;
+    // Winograd-transformed conv0 / conv3 ([16][Cout][Cin], winograd_weights); null: im2col path.
+    const float *conv0_winograd = nullptr, *conv3_winograd = nullptr;
   };
   i64 d = 0, h = 0;
   Block inc, down1, down2, bot, conv_up1, conv_up2;
@@ -149,6 +233,15 @@ struct Weights {
 };
 
 inline constexpr std::size_t kParameterTensors = 42;  // models::QcaUnet::parameters(), in that order
+
+// The 12 3x3 convolutions of a law: fn(const float* weight, i64 cout, i64 cin, const float*& winograd_slot).
+template <class Fn>
+void for_each_conv3x3(Weights& w, Fn&& fn) {
+  for (Weights::Block* b : {&w.inc, &w.down1, &w.down2, &w.bot, &w.conv_up1, &w.conv_up2}) {
+    fn(b->conv0, b->cout, b->cin, b->conv0_winograd);
+    fn(b->conv3, b->cout, b->cout, b->conv3_winograd);
+  }
+}
 
 // Binds tensor pointers given in models::QcaUnet::parameters() order.
 inline Result<Weights> bind_weights(std::span<const float* const> tensors, i64 d, i64 h) {
@@ -192,7 +285,8 @@ struct Layout {
   i64 cat2 = 0, tmp_full = 0, c2 = 0;                 // H x W:     [3h] (u2 | x1), [h], [h]
   i64 pool1 = 0, cat1 = 0, tmp_half = 0, c1 = 0;      // H/2:       [h], [6h] (u1 | x2), [4h], [4h]
   i64 pool2 = 0, x3 = 0, tmp_quarter = 0, bottom = 0; // H/4:       [2h], [4h], [8h], [8h]
-  i64 cols = 0, taps = 0;                             // im2col matrix and transposed-conv taps (largest use)
+  i64 cols = 0, taps = 0;                             // im2col matrix or Winograd V; transposed-conv taps
+  i64 winograd_m = 0;                                 // Winograd M[16][Cout][T] (largest use)
   i64 floats = 0;                                     // arena size
   i64 partial_doubles = 0;                            // GroupNorm partials (largest use)
 
@@ -220,9 +314,14 @@ struct Layout {
     l.x3 = take(4 * h * P4);
     l.tmp_quarter = take(8 * h * P4);
     l.bottom = take(8 * h * P4);
-    // im2col: the widest input of each level (full: max(2d, h, 3h); half: 6h; quarter: 8h).
-    const i64 cols = std::max({std::max(2 * d, 3 * h) * 9 * P, 6 * h * 9 * P2, 8 * h * 9 * P4});
+    // im2col: the widest input of each level (full: max(2d, h, 3h); half: 6h; quarter: 8h); Winograd's
+    // V[16][Cin][T] and M[16][Cout][T] with the widest input / output of each level.
+    const i64 T = winograd_tiles(height, width), T2 = winograd_tiles(height / 2, width / 2),
+              T4 = winograd_tiles(height / 4, width / 4);
+    const i64 cols = std::max({std::max(2 * d, 3 * h) * 9 * P, 6 * h * 9 * P2, 8 * h * 9 * P4,
+                               std::max(2 * d, 3 * h) * 16 * T, 6 * h * 16 * T2, 8 * h * 16 * T4});
     l.cols = take(cols);
+    l.winograd_m = take(std::max({h * 16 * T, 4 * h * 16 * T2, 8 * h * 16 * T4}));
     l.taps = take(std::max(4 * h * 4 * P4, 2 * h * 4 * P2));
     l.floats = at;
     // GroupNorm over C channels at P pixels: groups * chunks(C/groups * P) partials of 2 doubles.
@@ -240,6 +339,7 @@ struct Buffers {
   ChwView<float> x, o, cat2, tmp_full, c2, pool1, cat1, tmp_half, c1, pool2, x3, tmp_quarter, bottom;
   float* cols = nullptr;
   float* taps = nullptr;
+  float* winograd_m = nullptr;
   double* partials = nullptr;
 
   static Buffers bind(const Layout& l, i64 d, i64 h, float* arena, double* partials) {
@@ -261,6 +361,7 @@ struct Buffers {
     b.bottom = at(l.bottom, 8 * h, H / 4, W / 4);
     b.cols = arena + l.cols;
     b.taps = arena + l.taps;
+    b.winograd_m = arena + l.winograd_m;
     b.partials = partials;
     return b;
   }
@@ -272,16 +373,28 @@ struct Buffers {
 //   im2col3x3(ChwView<const float> x, float* cols)
 //   gemm(Trans ta, Trans tb, i64 m, i64 n, i64 k, const float* a, i64 lda, const float* b, i64 ldb, float* c, i64 ldc)
 //       row-major C = op(A) op(B), alpha 1, beta 0
+//   gemm_batched(m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, batch)   (no transposes)
+//   winograd_input(ChwView<const float> x, float* v)       v [16][Cin][T]
+//   winograd_output(const float* m, ChwView<float> y)      m [16][Cout][T]
 //   group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials)
 //       in place, eps kNormEps, ELU fused
 //   maxpool2x2(ChwView<const float> x, ChwView<float> y)
 //   conv_t_scatter(const float* taps, const float* bias, ChwView<float> y)    y [Cout, 2H, 2W]
 //   update(ChwView<const float> o, const float* bias, bool unitary, float gamma, float* psi_sample, i64 d)
 
-// y[Cout, P] = conv3x3(x[Cin, P]) (no bias).
+// y[Cout, P] = conv3x3(x[Cin, P]) (no bias): Winograd when transformed weights are given, else im2col.
+// cols holds im2col's matrix or Winograd's V; winograd_m Winograd's M.
 template <class Exec>
-Status conv3x3(Exec& ex, ChwView<const float> x, const float* weight, ChwView<float> y, float* cols) {
-  const i64 k = x.channels * 9, P = x.plane();
+Status conv3x3(Exec& ex, ChwView<const float> x, const float* weight, const float* winograd_weight, ChwView<float> y,
+               float* cols, float* winograd_m) {
+  const i64 P = x.plane();
+  if (winograd_weight) {
+    const i64 T = winograd_tiles(x.height, x.width), cin = x.channels, cout = y.channels;
+    FE_TRY(ex.winograd_input(x, cols));
+    FE_TRY(ex.gemm_batched(cout, T, cin, winograd_weight, cin, cout * cin, cols, T, cin * T, winograd_m, T, cout * T, 16));
+    return ex.winograd_output(winograd_m, y);
+  }
+  const i64 k = x.channels * 9;
   FE_TRY(ex.im2col3x3(x, cols));
   return ex.gemm(Trans::no, Trans::no, y.channels, P, k, weight, k, cols, P, y.data, P);
 }
@@ -292,9 +405,9 @@ Status conv_block(Exec& ex, const Weights::Block& b, ChwView<const float> x, Chw
                   const Buffers& buf) {
   const ChwView<float> t = tmp.channel_slice(0, b.cout);
   const i64 groups = groups_for(b.cout);
-  FE_TRY(conv3x3(ex, x, b.conv0, t, buf.cols));
+  FE_TRY(conv3x3(ex, x, b.conv0, b.conv0_winograd, t, buf.cols, buf.winograd_m));
   FE_TRY(ex.group_norm_elu(t, groups, b.norm1_w, b.norm1_b, buf.partials));
-  FE_TRY(conv3x3(ex, t, b.conv3, y, buf.cols));
+  FE_TRY(conv3x3(ex, t, b.conv3, b.conv3_winograd, y, buf.cols, buf.winograd_m));
   return ex.group_norm_elu(y, groups, b.norm4_w, b.norm4_b, buf.partials);
 }
 
