@@ -37,6 +37,7 @@
 // statistics, per-kernel entry points, the GPU MLP trainer; stubs without FERRITE_WITH_CUDA)
 #include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/backend/devices.hpp"
+#include "ferrite/backend/winograd_f23.hpp"
 #include "ferrite/backend/cuda/memory.hpp"
 #include "ferrite/backend/cuda/ops.hpp"
 #include "ferrite/backend/cuda/mlp_trainer.hpp"

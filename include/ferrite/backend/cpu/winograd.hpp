@@ -40,6 +40,7 @@
 
 #include "ferrite/backend/cpu/gemm.hpp"
 #include "ferrite/backend/cpu/gemm_kernel.hpp"
+#include "ferrite/backend/winograd_f23.hpp"
 #include "ferrite/ops/chw.hpp"
 
 namespace ferrite::cpu::winograd {
@@ -129,22 +130,9 @@ void transform_weights(const float* w, std::int64_t cout, std::int64_t cin, floa
           for (int xi = 0; xi < 16; ++xi) o[xi * slab + r] = 0.f;
           continue;
         }
-        const float* g = w + ((p * MR + r) * cin + ci) * 9;
-        double gg[4][3];  // G g
-        for (int c = 0; c < 3; ++c) {
-          const double g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
-          gg[0][c] = g0;
-          gg[1][c] = 0.5 * (g0 + g1 + g2);
-          gg[2][c] = 0.5 * (g0 - g1 + g2);
-          gg[3][c] = g2;
-        }
-        for (int i = 0; i < 4; ++i) {  // (G g) G^T, row i -> xi = 4i .. 4i + 3
-          const double a = gg[i][0], b = gg[i][1], c = gg[i][2];
-          o[(4 * i + 0) * slab + r] = static_cast<float>(a);
-          o[(4 * i + 1) * slab + r] = static_cast<float>(0.5 * (a + b + c));
-          o[(4 * i + 2) * slab + r] = static_cast<float>(0.5 * (a - b + c));
-          o[(4 * i + 3) * slab + r] = static_cast<float>(c);
-        }
+        float tile[16];
+        winograd_f23_weight_tile(w + ((p * MR + r) * cin + ci) * 9, tile);
+        for (int xi = 0; xi < 16; ++xi) o[xi * slab + r] = tile[xi];
       }
     }
   };

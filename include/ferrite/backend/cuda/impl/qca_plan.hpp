@@ -31,6 +31,7 @@
 #include <string>
 #include <utility>
 
+#include "ferrite/backend/winograd_f23.hpp"
 #include "ferrite/core/result.hpp"
 #include "ferrite/ops/chw.hpp"
 #include "ferrite/ops/transpose.hpp"
@@ -193,25 +194,14 @@ FERRITE_QCA_HD void winograd_output_tile(const float* m, I slab, I tiles, I co, 
   }
 }
 
-// U[xi][co][ci] = (G g G^T)[i][j] of w[co, ci] ([Cout, Cin, 3, 3]), in double, rounded once.
-// G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Host only (once per weight set).
+// U[xi][co][ci] = (G g G^T)[i][j] of w[co, ci] ([Cout, Cin, 3, 3]) (backend/winograd_f23.hpp). Host only
+// (once per weight set).
 inline void winograd_weights(const float* w, i64 cout, i64 cin, float* u) {
   for (i64 co = 0; co < cout; ++co)
     for (i64 ci = 0; ci < cin; ++ci) {
-      const float* g = w + (co * cin + ci) * 9;
-      double gg[4][3];  // G g
-      for (int c = 0; c < 3; ++c) {
-        const double g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
-        gg[0][c] = g0;
-        gg[1][c] = 0.5 * (g0 + g1 + g2);
-        gg[2][c] = 0.5 * (g0 - g1 + g2);
-        gg[3][c] = g2;
-      }
-      for (int r = 0; r < 4; ++r) {  // (G g) G^T
-        const double row[4] = {gg[r][0], 0.5 * (gg[r][0] + gg[r][1] + gg[r][2]), 0.5 * (gg[r][0] - gg[r][1] + gg[r][2]),
-                               gg[r][2]};
-        for (int c = 0; c < 4; ++c) u[((4 * r + c) * cout + co) * cin + ci] = static_cast<float>(row[c]);
-      }
+      float tile[16];
+      winograd_f23_weight_tile(w + (co * cin + ci) * 9, tile);
+      for (int xi = 0; xi < 16; ++xi) u[(xi * cout + co) * cin + ci] = tile[xi];
     }
 }
 
