@@ -12,11 +12,14 @@
 # qca: ferrite exports the law (--no-small-outc unless EXTRA sets --weights or --[no-]small-outc) and the
 # initial state; one untimed PyTorch run on the cpu writes the reference states after 1, 2, 10 steps and
 # --steps; every ferrite run reports its error against them; both time --steps steps (no --torch-compile).
+# Prebuilt binaries (a GPU machine without apt or Debian packages, e.g. scripts/gpu-bundle.sh's carry):
+#   FERRITE_BENCH_DIR=DIR (holding mnist / qca) skips setup.sh and build.sh; FERRITE_PYTHON then names a
+#   python with torch and safetensors (matplotlib optional: charts are skipped without it).
 # Exit status: non-zero if a run failed or parity failed (not when ferrite is slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 bench=$1; shift
 device=cpu reps=5 compile=0 extra=()
@@ -37,10 +40,18 @@ if [ "$bench" = qca ] && [ "$compile" = 1 ]; then
   echo "compare.sh: --torch-compile is not available for qca (scripts/pytorch/qca.py runs eager only)" >&2; exit 2
 fi
 
-scripts/setup.sh
-scripts/build.sh
-py=$(scripts/setup-compare.sh)
-exe=./"${FERRITE_BUILD_DIR:-build}"/bench/$bench
+if [ -n "${FERRITE_BENCH_DIR:-}" ]; then
+  exe=$FERRITE_BENCH_DIR/$bench
+  [ -x "$exe" ] || { echo "compare.sh: FERRITE_BENCH_DIR=$FERRITE_BENCH_DIR has no executable '$bench'" >&2; exit 2; }
+  py=${FERRITE_PYTHON:-python3}
+  "$py" -c 'import torch, safetensors' 2>/dev/null ||
+    { echo "compare.sh: $py lacks torch or safetensors (set FERRITE_PYTHON)" >&2; exit 2; }
+else
+  scripts/setup.sh
+  scripts/build.sh
+  py=$(scripts/setup-compare.sh)
+  exe=./"${FERRITE_BUILD_DIR:-build}"/bench/$bench
+fi
 threads=${FERRITE_THREADS:-$(nproc)}
 # Both sides pin their threads: ferrite pins its TBB threads itself (--pin, the default); PyTorch's
 # OpenMP pool is bound to cores through the standard OpenMP variables (the caller may override them).
