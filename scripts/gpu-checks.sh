@@ -76,6 +76,7 @@ fi
 if [ "$stage" = sanitize ] || [ "$stage" = all ]; then
   if command -v compute-sanitizer >/dev/null; then
     small='CudaOps.*:CudaMemory.*:CudaMlpTrainer.ParametersRoundTripExactly:CudaMlpTrainer.OneStep*:CudaMlpTrainer.MaxSteps*'
+    small+=':CudaQcaOps.*:CudaQcaStepper.MatchesTheCpuStepOnABatchOfNonSquareGrids:CudaQcaStepper.StateRoundTrips*'
     for tool in memcheck racecheck initcheck synccheck; do
       check "sanitize-$tool" compute-sanitizer --tool "$tool" --error-exitcode 1 "$bin/test_cuda" --gtest_filter="$small"
     done
