@@ -75,6 +75,7 @@ struct Config {
   bool cuda_graphs = true;  // --device cuda: replay each step as one CUDA graph
   bool tf32 = false;        // --device cuda: TF32 tensor cores in the SGEMMs (off: FP32 parity)
   std::string gpu_conv = "winograd";  // --device cuda: 3x3 convolutions as winograd | im2col
+  std::int64_t profile_steps = 0;     // --device cuda: per-operation GPU time breakdown over this many steps
 };
 
 json config_json(const Config& c) {
@@ -84,7 +85,7 @@ json config_json(const Config& c) {
           {"save_weights", c.save_weights}, {"initial_state", c.initial_state}, {"save_state", c.save_state},
           {"reference_state", c.reference_state}, {"density_png", c.density_png},
           {"density_colormap", c.density_colormap}, {"save_steps", c.save_steps}, {"pin_threads", c.pin},
-          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"gpu_conv", c.gpu_conv}};
+          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"gpu_conv", c.gpu_conv}, {"profile_steps", c.profile_steps}};
 }
 
 bench::BuildInfo build_info() {
@@ -238,6 +239,7 @@ class Engine {
     return {};
   }
   const cuda::QcaStepper* gpu() const { return gpu_ ? &*gpu_ : nullptr; }
+  cuda::QcaStepper* gpu() { return gpu_ ? &*gpu_ : nullptr; }
 
  private:
   models::QcaUnet* law_ = nullptr;
@@ -250,6 +252,8 @@ class Engine {
 Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
+  if (c.profile_steps > 0 && !device.is_cuda())
+    return make_error(ErrorCode::invalid_argument, "qca --profile", "the per-operation profile is for --device cuda");
   FE_TRY_ASSIGN(const models::QcaLaw law_kind, models::parse_qca_law(c.law));
   FE_TRY_ASSIGN(const models::QcaInit init, models::parse_qca_init(c.init));
   FE_TRY(models::check_qca_grid(c.grid, c.grid));
@@ -279,6 +283,11 @@ Result<bench::RunSections> run(const Config& c, int threads) {
     // The GPU's first step runs eagerly and the second captures the graph: never time those.
     const std::int64_t warmup = engine.gpu() ? std::max<std::int64_t>(c.warmup_steps, 2) : c.warmup_steps;
     for (std::int64_t s = 0; s < warmup; ++s) FE_TRY(engine.step(warm));
+  }
+  // The per-operation breakdown (GPU), on the warm-up's state, before the timed steps.
+  std::vector<cuda::QcaProfileEntry> profile;
+  if (c.profile_steps > 0) {
+    FE_TRY_ASSIGN(profile, engine.gpu()->profile(c.profile_steps));
   }
 
   // The reference (read before timing, so a bad file fails fast): 'psi' after --steps steps, and
@@ -385,6 +394,17 @@ Result<bench::RunSections> run(const Config& c, int threads) {
                {"cells", c.grid * c.grid},
                {"note", "quality.energy is mean|psi|^2 (Aetheria's 'energy'); loss_per_epoch / final_loss are null "
                         "(nothing is trained). flops_per_step counts the convolutions only."}};
+  if (!profile.empty()) {
+    json rows = json::array();
+    for (const auto& e : profile)
+      rows.push_back({{"op", e.op}, {"ms_per_step", e.ms_per_step}, {"calls_per_step", e.calls_per_step},
+                      {"gflops", e.flops_per_step > 0 ? json(e.flops_per_step / e.ms_per_step / 1e6) : json(nullptr)},
+                      {"gb_per_s", e.bytes_per_step > 0 ? json(e.bytes_per_step / e.ms_per_step / 1e6) : json(nullptr)}});
+    out.extra["profile"] = {{"steps", c.profile_steps},
+                            {"method", "eager steps, CUDA events around every launch (adds gaps: the sum exceeds a "
+                                       "graph step); bytes are nominal (inputs read once, outputs written once)"},
+                            {"ops", rows}};
+  }
   if (density)
     out.extra["density_png"] = {{"path", c.density_png}, {"min", density->lo}, {"max", density->hi},
                                 {"colormap", c.density_colormap}};
@@ -409,6 +429,17 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   }
   if (density)
     s.push_back(fmt::format("density png  {} (density min {:.9g}, max {:.9g})", c.density_png, density->lo, density->hi));
+  if (!profile.empty()) {
+    double total = 0;
+    for (const auto& e : profile) total += e.ms_per_step;
+    s.push_back(fmt::format("profile      {} eager steps, {:.3f} ms/step in kernels (events around every launch):",
+                            c.profile_steps, total));
+    for (const auto& e : profile)
+      s.push_back(fmt::format("  {:<16} {:8.3f} ms {:5.1f} %  {:4.0f} calls  {}", e.op, e.ms_per_step,
+                              100.0 * e.ms_per_step / total, e.calls_per_step,
+                              e.flops_per_step > 0 ? fmt::format("{:.0f} GFLOP/s", e.flops_per_step / e.ms_per_step / 1e6)
+                                                   : fmt::format("{:.0f} GB/s", e.bytes_per_step / e.ms_per_step / 1e6)));
+  }
   if (peak_device.is_null())
     s.push_back(fmt::format("memory       peak host {:.1f} MiB", peak_rss));
   else
@@ -448,6 +479,9 @@ int main(int argc, char** argv) {
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
   app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (default on)");
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the SGEMMs (default off: FP32)");
+  app.add_option("--profile", c.profile_steps,
+                 "--device cuda: time every kernel over this many extra eager steps (per-operation breakdown)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--gpu-conv", c.gpu_conv, "--device cuda: 3x3 convolutions as winograd (default) or im2col")
       ->check(CLI::IsMember({"winograd", "im2col"}));
   CLI11_PARSE(app, argc, argv);

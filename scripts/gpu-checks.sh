@@ -179,6 +179,8 @@ PY
     [ ${#ferrite[@]} -gt 0 ] && validate "${ferrite[0]}"
     check "qca-ferrite-im2col-$grid" "$bin/qca" "${inputs[@]}" --device cuda --gpu-conv im2col "${ref[@]}" \
       --json "$q/ferrite-im2col.json" && qca_metric "$q/ferrite-im2col.json" "ferrite fp32 im2col convs $grid"
+    check "qca-ferrite-profile-$grid" "$bin/qca" "${inputs[@]}" --device cuda --steps 10 --profile 20 \
+      --json "$q/ferrite-profile.json" && grep -A14 "^profile" "$work/qca-ferrite-profile-$grid.log" | tee -a "$summary"
     check "qca-ferrite-nographs-$grid" "$bin/qca" "${inputs[@]}" --device cuda --no-cuda-graphs --json "$q/ferrite-nographs.json" &&
       qca_metric "$q/ferrite-nographs.json" "ferrite fp32 no graphs $grid"
     check "qca-ferrite-tf32-$grid" "$bin/qca" "${inputs[@]}" --device cuda --tf32 "${ref[@]}" --json "$q/ferrite-tf32.json" &&

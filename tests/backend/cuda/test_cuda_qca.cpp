@@ -16,6 +16,7 @@
 #include <cstring>
 #include <tuple>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -269,6 +270,33 @@ TEST(CudaQcaStepper, StateRoundTripsAndBadInputIsRefused) {
   auto memory = stepper->memory_stats();
   ASSERT_TRUE(memory.ok());
   EXPECT_GT(memory->peak_allocated_bytes, 0);
+}
+
+TEST(CudaQcaStepper, ProfileTimesEveryLaunchAndStepsLikeStep) {
+  FE_REQUIRE_GPU();
+  auto law = random_law(4, 8, 71);
+  const Tensor psi0 = models::make_qca_state(models::QcaInit::random, 1, 8, 12, 4, 72).value();
+  auto stepper = cuda::QcaStepper::create(law, models::QcaLaw::unet_unitary, 0.01f, psi0.shape());
+  ASSERT_TRUE(stepper.ok()) << stepper.error().to_string();
+  ASSERT_TRUE(stepper->upload_state(psi0).ok());
+  auto profile = stepper->profile(2);
+  ASSERT_TRUE(profile.ok()) << profile.error().to_string();
+  // Launches per step of the Winograd plan: 12 convs x (input, batched GEMM, output), 12 GroupNorms,
+  // 2 pools, 2 transposed convs (GEMM + scatter), outc's GEMM, pack, update.
+  const std::map<std::string, double> expected = {
+      {"winograd_input", 12}, {"sgemm_batched", 12}, {"winograd_output", 12}, {"group_norm_elu", 12},
+      {"maxpool2x2", 2}, {"sgemm", 3}, {"conv_t_scatter", 2}, {"pack", 1}, {"update", 1}};
+  std::map<std::string, double> got;
+  for (const auto& e : *profile) {
+    got[e.op] = e.calls_per_step;
+    EXPECT_GT(e.ms_per_step, 0) << e.op;
+    EXPECT_EQ(e.flops_per_step > 0, e.op.rfind("sgemm", 0) == 0) << e.op;
+  }
+  EXPECT_EQ(got, expected);
+  Tensor profiled = Tensor::empty(psi0.shape()).value();
+  ASSERT_TRUE(stepper->download_state(profiled).ok());
+  const Tensor stepped = gpu_steps(law, models::QcaLaw::unet_unitary, psi0, 2, false);
+  EXPECT_LE(models::relative_l2_error(profiled, stepped).value(), 1e-6);
 }
 
 TEST(CudaQca, MissingDeviceIsReported) {

@@ -27,6 +27,8 @@
 // CPU oracle (tests/backend/cuda/test_cuda_qca.cpp); they are not a fast path.
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "ferrite/backend/cuda/memory.hpp"
 #include "ferrite/backend/cuda/ops.hpp"
@@ -47,6 +49,17 @@ struct QcaStepperOptions {
   // 3x3 convolutions: automatic and winograd = Winograd F(2x2, 3x3) (2.25x fewer multiplications and
   // 4/9 of im2col's memory traffic); direct = im2col + SGEMM.
   ConvAlgorithm conv = ConvAlgorithm::automatic;
+};
+
+// One kind of operation of the step, timed by QcaStepper::profile: GPU time per step (CUDA events around
+// every launch), launches per step, and the work it did (FLOPs of the GEMMs; nominal bytes read + written
+// by the memory-bound kernels), from which achieved GFLOP/s or GB/s follow.
+struct QcaProfileEntry {
+  std::string op;            // "sgemm", "sgemm_batched", "winograd_input", "group_norm", ...
+  double ms_per_step = 0;
+  double calls_per_step = 0;
+  double flops_per_step = 0;  // GEMMs only (2 m n k per product)
+  double bytes_per_step = 0;  // memory-bound kernels only (nominal: each input read once, each output written once)
 };
 
 class QcaStepper {
@@ -71,6 +84,10 @@ class QcaStepper {
   // faults inside kernels at the next synchronizing call).
   Status step(std::int64_t steps = 1);
   Status synchronize() const;
+  // Runs `steps` steps eagerly (no graph) with an event pair around every launch and returns the time per
+  // step of each kind of operation, largest first. Advances the state like step(). The per-launch events
+  // add gaps, so the sum exceeds a graph step's time: use it for the breakdown, bench timings for speed.
+  Result<std::vector<QcaProfileEntry>> profile(std::int64_t steps);
 
   const Shape& state_shape() const noexcept;
   bool graph_captured() const noexcept;      // a CUDA graph of the step exists and is replayed
@@ -143,6 +160,9 @@ inline Status QcaStepper::upload_state(const Tensor&) { return detail::no_cuda_b
 inline Status QcaStepper::download_state(Tensor&) const { return detail::no_cuda_backend("cuda::QcaStepper", 0); }
 inline Status QcaStepper::step(std::int64_t) { return detail::no_cuda_backend("cuda::QcaStepper", 0); }
 inline Status QcaStepper::synchronize() const { return detail::no_cuda_backend("cuda::QcaStepper", 0); }
+inline Result<std::vector<QcaProfileEntry>> QcaStepper::profile(std::int64_t) {
+  return detail::no_cuda_backend("cuda::QcaStepper", 0);
+}
 inline const Shape& QcaStepper::state_shape() const noexcept {
   static const Shape empty;
   return empty;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -190,6 +191,36 @@ Status QcaStepper::step(std::int64_t steps) {
 Status QcaStepper::synchronize() const {
   FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(impl_->device));
   return detail::check_cuda("cudaStreamSynchronize(qca)", cudaStreamSynchronize(impl_->stream.get()));
+}
+
+Result<std::vector<QcaProfileEntry>> QcaStepper::profile(std::int64_t steps) {
+  if (steps <= 0)
+    return make_error(ErrorCode::invalid_argument, "cuda::QcaStepper::profile", "steps must be > 0, got " + std::to_string(steps));
+  FE_TRY_ASSIGN(auto guard, detail::DeviceGuard::make(impl_->device));
+  Impl& t = *impl_;
+  qca_kernels::ProfilingExecutor ex{{t.stream.get(), &t.blas, t.layout.partial_doubles}, {}, {}, 0};
+  std::map<std::string, QcaProfileEntry> by_op;
+  for (std::int64_t s = 0; s < steps; ++s) {
+    ex.records.clear();
+    ex.used = 0;
+    FE_TRY(qca_plan::step(ex, t.weights, t.buffers, t.unitary, t.gamma, t.psi.as<float>(), t.batch));
+    FE_TRY(synchronize());
+    for (const auto& r : ex.records) {
+      float ms = 0;
+      FE_TRY(detail::check_cuda("cudaEventElapsedTime",
+                                cudaEventElapsedTime(&ms, ex.events[r.start].get(), ex.events[r.start + 1].get())));
+      QcaProfileEntry& e = by_op[r.op];
+      e.op = r.op;
+      e.ms_per_step += ms / double(steps);
+      e.calls_per_step += 1.0 / double(steps);
+      e.flops_per_step += r.flops / double(steps);
+      e.bytes_per_step += r.bytes / double(steps);
+    }
+  }
+  std::vector<QcaProfileEntry> out;
+  for (auto& [op, e] : by_op) out.push_back(e);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.ms_per_step > b.ms_per_step; });
+  return out;
 }
 
 const Shape& QcaStepper::state_shape() const noexcept { return impl_->shape; }

@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ferrite/backend/cuda/impl/check.cuh"
 #include "ferrite/backend/cuda/impl/handles.cuh"
@@ -263,6 +264,78 @@ struct DeviceExecutor {
     update_kernel<<<blocks_for(o.plane()), kThreads, 0, stream>>>(o.data, bias, int(o.plane()), int(d), unitary, gamma,
                                                                    psi);
     return detail::check_launch("qca update_kernel");
+  }
+};
+
+// DeviceExecutor with an event pair around every operation: the per-kind breakdown of
+// QcaStepper::profile. Eager only (events of a captured graph would time nothing useful).
+struct ProfilingExecutor {
+  DeviceExecutor inner;
+  struct Record {
+    const char* op;
+    double flops, bytes;
+    std::size_t start;  // index of its first event in `events`
+  };
+  std::vector<detail::Event> events;
+  std::vector<Record> records;
+  std::size_t used = 0;  // events used in this round
+
+  Result<cudaEvent_t> next_event() {
+    if (used == events.size()) {
+      FE_TRY_ASSIGN(events.emplace_back(), detail::make_event());
+    }
+    return events[used++].get();
+  }
+  template <class F>
+  Status timed(const char* op, double flops, double bytes, F&& run) {
+    FE_TRY_ASSIGN(cudaEvent_t start, next_event());
+    const std::size_t index = used - 1;
+    FE_TRY(detail::check_cuda("cudaEventRecord", cudaEventRecord(start, inner.stream)));
+    FE_TRY(run());
+    FE_TRY_ASSIGN(cudaEvent_t stop, next_event());
+    FE_TRY(detail::check_cuda("cudaEventRecord", cudaEventRecord(stop, inner.stream)));
+    records.push_back({op, flops, bytes, index});
+    return ok_status();
+  }
+  static double f(i64 n) { return 4.0 * double(n); }  // bytes of n floats
+
+  Status pack(const float* psi, i64 d, ChwView<float> x) {
+    return timed("pack", 0, f(2 * x.numel()), [&] { return inner.pack(psi, d, x); });
+  }
+  Status im2col3x3(ChwView<const float> x, float* cols) {
+    return timed("im2col3x3", 0, f(x.numel() + 9 * x.numel()), [&] { return inner.im2col3x3(x, cols); });
+  }
+  Status gemm(Trans ta, Trans tb, i64 m, i64 n, i64 k, const float* a, i64 lda, const float* b, i64 ldb, float* c,
+              i64 ldc) {
+    return timed("sgemm", 2.0 * double(m) * double(n) * double(k), 0,
+                 [&] { return inner.gemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc); });
+  }
+  Status gemm_batched(i64 m, i64 n, i64 k, const float* a, i64 lda, i64 sa, const float* b, i64 ldb, i64 sb, float* c,
+                      i64 ldc, i64 sc, i64 batch) {
+    return timed("sgemm_batched", 2.0 * double(m) * double(n) * double(k) * double(batch), 0,
+                 [&] { return inner.gemm_batched(m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, batch); });
+  }
+  Status winograd_input(ChwView<const float> x, float* v) {
+    const i64 tiles = plan::winograd_tiles(x.height, x.width);
+    return timed("winograd_input", 0, f(x.numel() + 16 * x.channels * tiles), [&] { return inner.winograd_input(x, v); });
+  }
+  Status winograd_output(const float* m, ChwView<float> y) {
+    const i64 tiles = plan::winograd_tiles(y.height, y.width);
+    return timed("winograd_output", 0, f(16 * y.channels * tiles + y.numel()),
+                 [&] { return inner.winograd_output(m, y); });
+  }
+  Status group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials) {
+    return timed("group_norm_elu", 0, f(3 * y.numel()),  // partial sums read y; apply reads and writes it
+                 [&] { return inner.group_norm_elu(y, groups, gamma, beta, partials); });
+  }
+  Status maxpool2x2(ChwView<const float> x, ChwView<float> y) {
+    return timed("maxpool2x2", 0, f(5 * y.numel()), [&] { return inner.maxpool2x2(x, y); });
+  }
+  Status conv_t_scatter(const float* taps, const float* bias, ChwView<float> y) {
+    return timed("conv_t_scatter", 0, f(2 * y.numel()), [&] { return inner.conv_t_scatter(taps, bias, y); });
+  }
+  Status update(ChwView<const float> o, const float* bias, bool unitary, float gamma, float* psi, i64 d) {
+    return timed("update", 0, f(o.numel() + 2 * o.numel()), [&] { return inner.update(o, bias, unitary, gamma, psi, d); });
   }
 };
 
