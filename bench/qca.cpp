@@ -3,7 +3,7 @@
 // reported as one ferrite-bench/1 JSON document (docs/json-schema.md).
 //
 //   ./build/bench/qca                                   128x128, d 8, hidden 32, unet-unitary, 100 steps
-//   ./build/bench/qca --device cuda [--tf32] [--no-cuda-graphs] [--gpu-conv im2col]   on the GPU (cuda::QcaStepper)
+//   ./build/bench/qca --device cuda [--tf32] [--no-cuda-graphs] [--gpu-conv im2col|winograd-fused]   on the GPU (cuda::QcaStepper)
 //   ./build/bench/qca --grid 64 --save-weights w.safetensors --save-state s.safetensors
 //   python scripts/pytorch/qca.py --weights w.safetensors --initial-state s.safetensors --save-state t.safetensors
 //   ./build/bench/qca --grid 64 --weights w.safetensors --initial-state s.safetensors --reference-state t.safetensors
@@ -74,7 +74,7 @@ struct Config {
   bool pin = true;
   bool cuda_graphs = true;  // --device cuda: replay each step as one CUDA graph
   bool tf32 = false;        // --device cuda: TF32 tensor cores in the SGEMMs (off: FP32 parity)
-  std::string gpu_conv = "winograd";  // --device cuda: 3x3 convolutions as winograd | im2col
+  std::string gpu_conv = "winograd";  // --device cuda: 3x3 convolutions as winograd | winograd-fused | im2col
   std::int64_t profile_steps = 0;     // --device cuda: per-operation GPU time breakdown over this many steps
 };
 
@@ -219,7 +219,7 @@ class Engine {
       o.device = device.index;
       o.cuda_graphs = c.cuda_graphs;
       o.allow_tf32 = c.tf32;
-      o.conv = c.gpu_conv == "im2col" ? ConvAlgorithm::direct : ConvAlgorithm::winograd;
+      FE_TRY_ASSIGN(o.conv, cuda::parse_gpu_conv3x3(c.gpu_conv));
       FE_TRY_ASSIGN(auto stepper, cuda::QcaStepper::create(law, kind, e.gamma_, psi0.shape(), o));
       e.gpu_.emplace(std::move(stepper));
     }
@@ -369,8 +369,9 @@ Result<bench::RunSections> run(const Config& c, int threads) {
     FE_TRY_ASSIGN(const cuda::MemoryStats memory, gpu->memory_stats());
     out.device = bench::cuda_device_json(device, info, threads);
     peak_device = cuda::bytes_to_mib(memory.peak_allocated_bytes);
-    out.backend = {{"conv3x3", c.gpu_conv == "im2col" ? "im2col kernel + cublasSgemm"
-                                                      : "Winograd F(2x2,3x3): transform kernels + cublasSgemmStridedBatched"},
+    out.backend = {{"conv3x3", c.gpu_conv == "im2col"     ? "im2col kernel + cublasSgemm"
+                               : c.gpu_conv == "winograd" ? "Winograd F(2x2,3x3): transform kernels + cublasSgemmStridedBatched"
+                                                          : "Winograd F(2x2,3x3): one fused kernel (no cuBLAS)"},
                    {"cuda_graphs", gpu->graph_captured()}, {"tf32", c.tf32}};
   } else {
     out.device = bench::device_json(device, bench::cpu_model_name(), threads);
@@ -482,8 +483,9 @@ int main(int argc, char** argv) {
   app.add_option("--profile", c.profile_steps,
                  "--device cuda: time every kernel over this many extra eager steps (per-operation breakdown)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--gpu-conv", c.gpu_conv, "--device cuda: 3x3 convolutions as winograd (default) or im2col")
-      ->check(CLI::IsMember({"winograd", "im2col"}));
+  app.add_option("--gpu-conv", c.gpu_conv,
+                 "--device cuda: 3x3 convolutions as winograd (default), winograd-fused (one kernel) or im2col")
+      ->check(CLI::IsMember({"winograd", "winograd-fused", "im2col"}));
   CLI11_PARSE(app, argc, argv);
 
   cpu::ThreadLimit limit(c.threads);

@@ -179,6 +179,11 @@ PY
     [ ${#ferrite[@]} -gt 0 ] && validate "${ferrite[0]}"
     check "qca-ferrite-im2col-$grid" "$bin/qca" "${inputs[@]}" --device cuda --gpu-conv im2col "${ref[@]}" \
       --json "$q/ferrite-im2col.json" && qca_metric "$q/ferrite-im2col.json" "ferrite fp32 im2col convs $grid"
+    check "qca-ferrite-fused-$grid" "$bin/qca" "${inputs[@]}" --device cuda --gpu-conv winograd-fused "${ref[@]}" \
+      --json "$q/ferrite-fused.json" && qca_metric "$q/ferrite-fused.json" "ferrite fp32 fused Winograd $grid"
+    check "qca-ferrite-fused-profile-$grid" "$bin/qca" "${inputs[@]}" --device cuda --gpu-conv winograd-fused --steps 10 \
+      --profile 20 --json "$q/ferrite-fused-profile.json" &&
+      grep -A14 "^profile" "$work/qca-ferrite-fused-profile-$grid.log" | tee -a "$summary"
     check "qca-ferrite-profile-$grid" "$bin/qca" "${inputs[@]}" --device cuda --steps 10 --profile 20 \
       --json "$q/ferrite-profile.json" && grep -A14 "^profile" "$work/qca-ferrite-profile-$grid.log" | tee -a "$summary"
     check "qca-ferrite-nographs-$grid" "$bin/qca" "${inputs[@]}" --device cuda --no-cuda-graphs --json "$q/ferrite-nographs.json" &&

@@ -34,6 +34,9 @@ using i64 = std::int64_t;
 
 namespace {
 
+constexpr cuda::GpuConv3x3 kAllConvs[] = {cuda::GpuConv3x3::winograd, cuda::GpuConv3x3::winograd_fused,
+                                          cuda::GpuConv3x3::im2col};
+
 std::vector<float> normals(i64 n, std::uint64_t stream, float scale = 1.f, float shift = 0.f) {
   std::vector<float> v(static_cast<std::size_t>(n));
   const Philox rng(17, stream);
@@ -67,7 +70,7 @@ models::QcaUnet random_law(i64 d, i64 h, std::uint64_t seed) {
 }
 
 Tensor gpu_steps(models::QcaUnet& law, models::QcaLaw kind, const Tensor& psi0, int steps, bool graphs,
-                 ConvAlgorithm conv = ConvAlgorithm::winograd) {
+                 cuda::GpuConv3x3 conv = cuda::GpuConv3x3::winograd) {
   cuda::QcaStepperOptions o;
   o.cuda_graphs = graphs;
   o.conv = conv;
@@ -97,13 +100,13 @@ TEST(CudaQcaOps, Conv3x3And1x1MatchReference) {
     const auto x = normals(cin * H * W, 1), w = normals(cout * cin * k * k, 2, 0.3f), b = normals(cout, 3);
     std::vector<float> want(std::size_t(cout * H * W));
     cpu::reference::conv2d_same<float>({x.data(), cin, H, W}, w.data(), k, b.data(), {want.data(), cout, H, W});
-    for (auto algorithm : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+    for (auto algorithm : kAllConvs) {
       std::vector<float> y(want.size());
       const Status s = cuda::ops::conv2d({x.data(), cin, H, W}, view(w, {cout, cin, k, k}), view(b, {cout}),
                                          {y.data(), cout, H, W}, {}, algorithm);
       ASSERT_TRUE(s.ok()) << s.error().to_string();
       expect_close(y, want, 1e-5, "conv" + std::to_string(k) + "x" + std::to_string(k) + " cin " + std::to_string(cin) +
-                                      (algorithm == ConvAlgorithm::direct ? " im2col" : " winograd"));
+                                      " " + cuda::to_string(algorithm));
     }
   }
 }
@@ -175,13 +178,13 @@ TEST(CudaQcaStepper, MatchesTheCpuStepOnABatchOfNonSquareGrids) {
   FE_REQUIRE_GPU();
   auto law = random_law(3, 10, 21);  // odd d, hidden 10: single-group and 2-/5-group norms
   const Tensor psi0 = models::make_qca_state(models::QcaInit::random, 2, 20, 12, 3, 22).value();
-  for (auto conv : {ConvAlgorithm::winograd, ConvAlgorithm::direct})
+  for (auto conv : kAllConvs)
     for (auto kind : {models::QcaLaw::unet_unitary, models::QcaLaw::unet}) {
       Tensor want = psi0.clone().value();
       for (int s = 0; s < 3; ++s) ASSERT_TRUE(models::qca_step(law, kind, 0.01f, want).ok());
       const Tensor got = gpu_steps(law, kind, psi0, 3, true, conv);
       const double err = models::relative_l2_error(got, want).value();
-      const char* algo = conv == ConvAlgorithm::direct ? "im2col" : "winograd";
+      const char* algo = cuda::to_string(conv);
       EXPECT_LE(err, 1e-5) << models::to_string(kind) << " " << algo;
       EXPECT_LE(models::qca_max_norm_error(got), 1e-6);
       std::printf("[ info ] %s, %s: GPU vs CPU after 3 steps, relative L2 %.3g\n",
@@ -196,13 +199,13 @@ TEST(CudaQcaStepper, MatchesTheCpuStepAt64x64WithABatchOfTwo) {
   const Tensor psi0 = models::make_qca_state(models::QcaInit::complex_noise, 2, 64, 64, 8, 62).value();
   Tensor want = psi0.clone().value();
   for (int s = 0; s < 2; ++s) ASSERT_TRUE(models::qca_step(law, models::QcaLaw::unet_unitary, 0.01f, want).ok());
-  for (auto conv : {ConvAlgorithm::winograd, ConvAlgorithm::direct}) {
+  for (auto conv : kAllConvs) {
     const Tensor got = gpu_steps(law, models::QcaLaw::unet_unitary, psi0, 2, true, conv);
     const double err = models::relative_l2_error(got, want).value();
     EXPECT_LE(err, 1e-5);
     EXPECT_LE(models::qca_max_norm_error(got), 1e-6);
     std::printf("[ info ] 64x64, batch 2, %s: GPU vs CPU after 2 steps, relative L2 %.3g\n",
-                conv == ConvAlgorithm::direct ? "im2col" : "winograd", err);
+                cuda::to_string(conv), err);
   }
 }
 

@@ -6,6 +6,7 @@
 // suite `cuda` on a GPU (tests/backend/cuda/test_cuda_qca.cpp).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -65,6 +66,27 @@ struct HostExecutor {
     const i64 T = plan::winograd_tiles(y.height, y.width);
     for (i64 co = 0; co < y.channels; ++co)
       for (i64 t = 0; t < T; ++t) plan::winograd_output_tile(m, y.channels * T, T, co, t, y.height, y.width, y.channel(co));
+    return {};
+  }
+  // The fused kernel, one block at a time, each phase for all threads before the next (the barriers).
+  Status winograd_fused(ChwView<const float> x, const float* u, ChwView<float> y) {
+    const int cin = int(x.channels), cout = int(y.channels), H = int(x.height), W = int(x.width);
+    const int tiles = int(plan::winograd_tiles(x.height, x.width));
+    std::vector<float> smem(plan::kFusedSmem, std::nanf(""));
+    std::vector<std::array<float, 32>> acc(plan::kFusedThreads);
+    for (int t0 = 0; t0 < tiles; t0 += plan::kFusedTiles)
+      for (int co0 = 0; co0 < cout; co0 += plan::kFusedCout) {
+        for (auto& a : acc) a.fill(0.f);
+        for (int k0 = 0; k0 < cin; k0 += plan::kFusedK) {
+          for (int tid = 0; tid < plan::kFusedThreads; ++tid)
+            plan::fused_load(x.data, u, cin, cout, H, W, tiles, t0, co0, k0, tid, smem.data(), smem.data() + plan::kFusedVs);
+          for (int tid = 0; tid < plan::kFusedThreads; ++tid)
+            plan::fused_accumulate(tid, smem.data(), smem.data() + plan::kFusedVs, acc[std::size_t(tid)].data());
+        }
+        for (int tid = 0; tid < plan::kFusedThreads; ++tid) plan::fused_store(tid, acc[std::size_t(tid)].data(), smem.data());
+        for (int tid = 0; tid < plan::kFusedThreads; ++tid)
+          plan::fused_output(tid, smem.data(), cout, H, W, tiles, t0, co0, y.data);
+      }
     return {};
   }
   Status group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials) {
@@ -134,7 +156,7 @@ std::vector<const float*> pointers(models::QcaUnet& law) {
 
 // Steps psi (f32 [B, H, W, d, 2]) `steps` times through the plan on the host, with Winograd 3x3
 // convolutions or im2col.
-void plan_steps(models::QcaUnet& law, bool unitary, Tensor& psi, int steps, bool winograd) {
+void plan_steps(models::QcaUnet& law, bool unitary, Tensor& psi, int steps, bool winograd, bool fused = false) {
   const i64 d = law.d_state(), h = law.hidden(), H = psi.dim(1), W = psi.dim(2);
   const auto ptrs = pointers(law);
   auto weights = plan::bind_weights(ptrs, d, h);
@@ -146,6 +168,7 @@ void plan_steps(models::QcaUnet& law, bool unitary, Tensor& psi, int steps, bool
       plan::winograd_weights(w, cout, cin, transformed.back().data());
       slot = transformed.back().data();
     });
+  weights->fused_winograd = fused;
   const auto layout = plan::Layout::make(d, h, H, W);
   std::vector<float> arena(static_cast<std::size_t>(layout.floats), std::nanf(""));  // NaN: reads of unwritten floats show
   std::vector<double> partials(static_cast<std::size_t>(layout.partial_doubles));
@@ -183,6 +206,22 @@ TEST(QcaPlan, WinogradConv3x3MatchesReferenceOnOddAndEvenSizes) {
                               ChwView<float>{y.data(), cout, H, W}, v.data(), m.data()).ok());
     cpu::reference::conv2d_same<float>({x.data(), cin, H, W}, w.data(), 3, nullptr, {want.data(), cout, H, W});
     expect_close(y, want, 1e-5, "winograd " + std::to_string(H) + "x" + std::to_string(W));
+  }
+}
+
+TEST(QcaPlan, FusedWinogradMatchesReferenceAcrossBlocks) {
+  // Cin not a multiple of the 8-channel chunk, Cout not of the 16-channel block, tiles not of the
+  // 32-tile block; 2 x 3 tile blocks at 21 x 25 (143 tiles); a single partial tile at 1 x 1.
+  for (auto [cin, cout, H, W] : {std::tuple<i64, i64, i64, i64>{5, 7, 9, 11}, {19, 33, 21, 25}, {3, 4, 1, 1}, {16, 16, 8, 8}}) {
+    const auto x = random_vector(cin * H * W, 1), w = random_vector(cout * cin * 9, 2, 0.3f);
+    std::vector<float> u(std::size_t(16 * cout * cin)), y(std::size_t(cout * H * W), std::nanf("")), want(y.size());
+    plan::winograd_weights(w.data(), cout, cin, u.data());
+    HostExecutor ex;
+    ASSERT_TRUE(plan::conv3x3(ex, ChwView<const float>{x.data(), cin, H, W}, w.data(), u.data(),
+                              ChwView<float>{y.data(), cout, H, W}, nullptr, nullptr, /*fused=*/true).ok());
+    cpu::reference::conv2d_same<float>({x.data(), cin, H, W}, w.data(), 3, nullptr, {want.data(), cout, H, W});
+    expect_close(y, want, 1e-5, "fused winograd " + std::to_string(cin) + "->" + std::to_string(cout) + " at " +
+                                    std::to_string(H) + "x" + std::to_string(W));
   }
 }
 
@@ -249,13 +288,14 @@ TEST(QcaPlan, StepMatchesTheCpuModelOnABatchOfNonSquareGrids) {
   auto law = models::QcaUnet::create(3, 10).value();  // odd d, hidden not a multiple of 8 (single-group norms)
   law.init_default(21, /*small_outc=*/false);
   const Tensor psi = models::make_qca_state(models::QcaInit::random, 2, 20, 12, 3, 22).value();
-  for (bool winograd : {false, true})
+  for (int variant = 0; variant < 3; ++variant)  // im2col, winograd, fused winograd
     for (auto kind : {models::QcaLaw::unet_unitary, models::QcaLaw::unet}) {
+      const bool winograd = variant > 0;
       Tensor got = psi.clone().value(), want = psi.clone().value();
-      plan_steps(law, kind == models::QcaLaw::unet_unitary, got, 2, winograd);
+      plan_steps(law, kind == models::QcaLaw::unet_unitary, got, 2, winograd, variant == 2);
       for (int s = 0; s < 2; ++s) ASSERT_TRUE(models::qca_step(law, kind, 0.01f, want).ok());
       const double err = models::relative_l2_error(got, want).value();
-      EXPECT_LE(err, 1e-5) << models::to_string(kind) << (winograd ? " winograd" : " im2col");
+      EXPECT_LE(err, 1e-5) << models::to_string(kind) << " variant " << variant << " (im2col, winograd, fused)";
       EXPECT_LE(models::qca_max_norm_error(got), 1e-6);
     }
 }
@@ -266,18 +306,19 @@ TEST(QcaPlan, StepMatchesPyTorch) {
   ASSERT_TRUE(law.load(dir / "qca_law_d4_h16.safetensors").ok());
   auto states = io::load_safetensors(dir / "qca_states_d4_g16.safetensors");
   ASSERT_TRUE(states.ok()) << states.error().to_string();
-  for (bool winograd : {false, true}) {
-    const char* algo = winograd ? "winograd" : "im2col";
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool winograd = variant > 0, fused = variant == 2;
+    const char* algo = fused ? "fused winograd" : winograd ? "winograd" : "im2col";
     for (auto kind : {models::QcaLaw::unet, models::QcaLaw::unet_unitary}) {
       const std::string name(models::to_string(kind));
       Tensor psi = states->find("psi0")->clone().value();
-      plan_steps(law, kind == models::QcaLaw::unet_unitary, psi, 1, winograd);
+      plan_steps(law, kind == models::QcaLaw::unet_unitary, psi, 1, winograd, fused);
       const double err = models::relative_l2_error(psi, *states->find("psi1." + name)).value();
       EXPECT_LE(err, 1e-5) << name << " " << algo;
       std::printf("[ info ] plan on host (%s), %s: relative L2 error after 1 step %.3g\n", algo, name.c_str(), err);
     }
     Tensor psi = states->find("psi0")->clone().value();
-    plan_steps(law, true, psi, 10, winograd);
+    plan_steps(law, true, psi, 10, winograd, fused);
     const double err = models::relative_l2_error(psi, *states->find("psi10.unet-unitary")).value();
     EXPECT_LE(err, 1e-4) << algo;
     EXPECT_LE(models::qca_max_norm_error(psi), 1e-6) << algo;

@@ -11,7 +11,7 @@
 //   pack       X[2d, H*W] from psi [H, W, d, 2]                                        (kernel)
 //   conv 3x3   Winograd F(2x2, 3x3): input transform, 16 batched SGEMMs with the weights transformed
 //              once by create(), output transform             (kernel + cublasSgemmStridedBatched + kernel)
-//              or (conv = direct) im2col to cols[Cin*9, H*W], then Y = W[Cout, Cin*9] cols  (kernel + SGEMM)
+//              or all three in one kernel (winograd_fused), or im2col + one SGEMM (GpuConv3x3 below)
 //   GroupNorm  partial sums per chunk of a group (double), then normalize + ELU     (two kernels)
 //   maxpool    2x2                                                                   (kernel)
 //   convT k2s2 taps = W^T X (cuBLAS), scattered with the bias into the concat buffer's channels (kernel)
@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ferrite/backend/cuda/memory.hpp"
@@ -42,13 +43,29 @@
 
 namespace ferrite::cuda {
 
+// How the GPU runs a 3x3 convolution (the QCA U-Net's 12 of them).
+enum class GpuConv3x3 {
+  winograd,        // F(2x2, 3x3): input-transform kernel, 16 batched SGEMMs (cuBLAS), output-transform kernel
+  winograd_fused,  // the same arithmetic in one hand-written kernel, V and M in shared memory (experimental)
+  im2col,          // im2col kernel + one SGEMM (cuBLAS): the simple reference path
+};
+
+inline const char* to_string(GpuConv3x3 c) {
+  return c == GpuConv3x3::winograd ? "winograd" : c == GpuConv3x3::winograd_fused ? "winograd-fused" : "im2col";
+}
+inline Result<GpuConv3x3> parse_gpu_conv3x3(std::string_view name) {
+  for (auto c : {GpuConv3x3::winograd, GpuConv3x3::winograd_fused, GpuConv3x3::im2col})
+    if (name == to_string(c)) return c;
+  return make_error(ErrorCode::invalid_argument, "parse_gpu_conv3x3",
+                    "unknown 3x3 convolution '" + std::string(name) + "' (expected winograd, winograd-fused or im2col)");
+}
+
 struct QcaStepperOptions {
   int device = 0;            // cuda:device
   bool cuda_graphs = true;   // replay one captured graph per step (~70 launches otherwise)
   bool allow_tf32 = false;   // TF32 tensor cores in the SGEMMs: faster, ~1e-3 relative products
-  // 3x3 convolutions: automatic and winograd = Winograd F(2x2, 3x3) (2.25x fewer multiplications and
-  // 4/9 of im2col's memory traffic); direct = im2col + SGEMM.
-  ConvAlgorithm conv = ConvAlgorithm::automatic;
+  // Winograd F(2x2, 3x3) by default: 2.25x fewer multiplications and 4/9 of im2col's memory traffic.
+  GpuConv3x3 conv = GpuConv3x3::winograd;
 };
 
 // One kind of operation of the step, timed by QcaStepper::profile: GPU time per step (CUDA events around
@@ -103,10 +120,9 @@ class QcaStepper {
 namespace ops {
 
 #if defined(FERRITE_WITH_CUDA)
-// conv2d of ops/conv.hpp on the GPU for k = 3 (Winograd unless algorithm = direct: im2col + SGEMM)
-// and k = 1 (SGEMM); bias optional.
+// conv2d of ops/conv.hpp on the GPU for k = 3 (by `algorithm`) and k = 1 (SGEMM); bias optional.
 Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias, ChwView<float> y,
-              const GemmOptions& options = {}, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+              const GemmOptions& options = {}, GpuConv3x3 algorithm = GpuConv3x3::winograd);
 // group_norm of ops/norm.hpp (y may be x).
 Status group_norm(ChwView<const float> x, std::int64_t groups, TensorView<const float> gamma,
                   TensorView<const float> beta, double eps, NormActivation act, ChwView<float> y, int device = 0);
@@ -120,7 +136,7 @@ Status qca_update_cells(ChwView<const float> o, TensorView<const float> bias, mo
                         Tensor& psi, std::int64_t b, int device = 0);
 #else
 inline Status conv2d(ChwView<const float>, TensorView<const float>, TensorView<const float>, ChwView<float>,
-                     const GemmOptions& options = {}, ConvAlgorithm = ConvAlgorithm::automatic) {
+                     const GemmOptions& options = {}, GpuConv3x3 = GpuConv3x3::winograd) {
   return detail::no_cuda_backend("cuda::conv2d", options.device);
 }
 inline Status group_norm(ChwView<const float>, std::int64_t, TensorView<const float>, TensorView<const float>, double,

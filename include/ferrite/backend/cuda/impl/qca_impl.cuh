@@ -133,7 +133,7 @@ Result<QcaStepper> QcaStepper::create(models::QcaUnet& law, models::QcaLaw kind,
   std::vector<const float*> host_pointers;
   for (const auto& p : params) host_pointers.push_back(p.value->data<float>());
   FE_TRY_ASSIGN(qca_plan::Weights host_weights, qca_plan::bind_weights(host_pointers, d, h));
-  const bool winograd = options.conv != ConvAlgorithm::direct;
+  const bool winograd = options.conv != GpuConv3x3::im2col;
   std::vector<std::pair<const float*, std::int64_t>> transforms;  // (host weight, offset), in for_each order
   if (winograd)
     qca_plan::for_each_conv3x3(host_weights, [&](const float* w, std::int64_t cout, std::int64_t cin, const float*&) {
@@ -153,6 +153,7 @@ Result<QcaStepper> QcaStepper::create(models::QcaUnet& law, models::QcaLaw kind,
   std::vector<const float*> pointers;
   for (const std::int64_t offset : offsets) pointers.push_back(t.params.as<const float>() + offset);
   FE_TRY_ASSIGN(t.weights, qca_plan::bind_weights(pointers, d, h));
+  t.weights.fused_winograd = options.conv == GpuConv3x3::winograd_fused;
   next = 0;
   if (winograd)
     qca_plan::for_each_conv3x3(t.weights, [&](const float*, std::int64_t, std::int64_t, const float*& slot) {
@@ -252,7 +253,7 @@ using qca_detail::upload_chw;
 using qca_detail::upload_optional;
 
 Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView<const float> bias, ChwView<float> y,
-              const GemmOptions& options, ConvAlgorithm algorithm) {
+              const GemmOptions& options, GpuConv3x3 algorithm) {
   FE_TRY(conv_detail::check_conv2d(x, weight.shape, bias, y));
   const std::int64_t k = weight.shape[2];
   if (k != 1 && k != 3)
@@ -268,11 +269,12 @@ Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView
   qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
   const ChwView<float> yd = device_chw(dy, y);
   // Winograd: V[16][Cin][T] in `cols`, M[16][Cout][T], the transformed weights U[16][Cout][Cin].
-  const bool winograd = k == 3 && algorithm != ConvAlgorithm::direct;
+  const bool winograd = k == 3 && algorithm != GpuConv3x3::im2col;
+  const bool fused = algorithm == GpuConv3x3::winograd_fused;
   const std::int64_t tiles = qca_plan::winograd_tiles(x.height, x.width);
   const std::int64_t cols_floats = k != 3 ? 0 : winograd ? 16 * x.channels * tiles : 9 * x.numel();
-  FE_TRY_ASSIGN(auto cols, s.alloc(cols_floats * std::int64_t{sizeof(float)}));
-  FE_TRY_ASSIGN(auto m, s.alloc(winograd ? 16 * y.channels * tiles * std::int64_t{sizeof(float)} : 0));
+  FE_TRY_ASSIGN(auto cols, s.alloc(fused ? 0 : cols_floats * std::int64_t{sizeof(float)}));
+  FE_TRY_ASSIGN(auto m, s.alloc(winograd && !fused ? 16 * y.channels * tiles * std::int64_t{sizeof(float)} : 0));
   const float* u = nullptr;
   std::vector<float> host_u;
   if (winograd) {
@@ -282,7 +284,7 @@ Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView
     u = du->as<const float>();
   }
   const Status run = k == 3 ? qca_plan::conv3x3(ex, device_chw(dx, x), dw->as<const float>(), u, yd, cols->as<float>(),
-                                                m->as<float>())
+                                                m->as<float>(), fused)
                             : ex.gemm(Trans::no, Trans::no, y.channels, x.plane(), x.channels, dw->as<const float>(),
                                       x.channels, dx->as<const float>(), x.plane(), yd.data, y.plane());
   if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));

@@ -15,6 +15,7 @@
 // group's partials in chunk order. No atomics: results are deterministic for given sizes.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <string>
@@ -67,6 +68,27 @@ __global__ void winograd_output_kernel(const float* __restrict__ m, int height, 
   const int t = blockIdx.x * blockDim.x + threadIdx.x, co = blockIdx.y;
   if (t >= tiles) return;
   plan::winograd_output_tile(m, int(gridDim.y) * tiles, tiles, co, t, height, width, y + i64(co) * height * width);
+}
+
+// Fused Winograd 3x3 convolution (qca_plan.hpp, "fused Winograd"): grid (ceil(T / 32), ceil(Cout / 16)),
+// 256 threads; V and M stay in shared memory.
+__global__ void __launch_bounds__(plan::kFusedThreads)
+winograd_fused_kernel(const float* __restrict__ x, const float* __restrict__ u, int cin, int cout, int height, int width,
+                      int tiles, float* __restrict__ y) {
+  __shared__ float smem[plan::kFusedSmem];
+  const int tid = threadIdx.x, t0 = blockIdx.x * plan::kFusedTiles, co0 = blockIdx.y * plan::kFusedCout;
+  float acc[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) acc[i] = 0.f;
+  for (int k0 = 0; k0 < cin; k0 += plan::kFusedK) {
+    plan::fused_load(x, u, cin, cout, height, width, tiles, t0, co0, k0, tid, smem, smem + plan::kFusedVs);
+    __syncthreads();
+    plan::fused_accumulate(tid, smem, smem + plan::kFusedVs, acc);
+    __syncthreads();  // before the next chunk (or the accumulators) overwrite Vs / Us
+  }
+  plan::fused_store(tid, acc, smem);
+  __syncthreads();
+  plan::fused_output(tid, smem, cout, height, width, tiles, t0, co0, y);
 }
 
 // partials[(g * chunks + k) * 2 + {0, 1}] = (sum, sum of squares) of chunk k of group g: grid (chunks, groups).
@@ -212,6 +234,18 @@ struct DeviceExecutor {
     return detail::check_launch("qca winograd_output_kernel");
   }
 
+  Status winograd_fused(ChwView<const float> x, const float* u, ChwView<float> y) {
+    const i64 tiles = plan::winograd_tiles(x.height, x.width);
+    FE_TRY(check_sizes("qca winograd_fused", std::max({x.numel(), y.numel(), 16 * y.channels * x.channels}),
+                       (y.channels + plan::kFusedCout - 1) / plan::kFusedCout));
+    if (y.numel() == 0) return ok_status();
+    const dim3 grid(unsigned((tiles + plan::kFusedTiles - 1) / plan::kFusedTiles),
+                    unsigned((y.channels + plan::kFusedCout - 1) / plan::kFusedCout));
+    winograd_fused_kernel<<<grid, plan::kFusedThreads, 0, stream>>>(x.data, u, int(x.channels), int(y.channels),
+                                                                      int(x.height), int(x.width), int(tiles), y.data);
+    return detail::check_launch("qca winograd_fused_kernel");
+  }
+
   Status group_norm(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double eps, bool elu,
                     double* partials) {
     const i64 per_group = y.channels / groups, group_floats = per_group * y.plane();
@@ -323,6 +357,11 @@ struct ProfilingExecutor {
     const i64 tiles = plan::winograd_tiles(y.height, y.width);
     return timed("winograd_output", 0, f(16 * y.channels * tiles + y.numel()),
                  [&] { return inner.winograd_output(m, y); });
+  }
+  Status winograd_fused(ChwView<const float> x, const float* u, ChwView<float> y) {
+    const double tiles = double(plan::winograd_tiles(x.height, x.width));
+    return timed("winograd_fused", 2.0 * 16 * double(y.channels) * double(x.channels) * tiles, 0,
+                 [&] { return inner.winograd_fused(x, u, y); });
   }
   Status group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials) {
     return timed("group_norm_elu", 0, f(3 * y.numel()),  // partial sums read y; apply reads and writes it

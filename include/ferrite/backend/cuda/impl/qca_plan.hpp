@@ -173,13 +173,11 @@ FERRITE_QCA_HD void winograd_input_tile(const float* x, I height, I width, I ci,
   }
 }
 
-// The 2x2 outputs of tile t of channel co from m[xi * slab + co * T + t]: Y = A^T m A with
+// The 2x2 outputs of tile t from its 16 transformed products v: Y = A^T v A with
 // A^T = [[1,1,1,0], [0,1,-1,-1]], written to y (one plane) where inside the image.
 template <class I>
-FERRITE_QCA_HD void winograd_output_tile(const float* m, I slab, I tiles, I co, I t, I height, I width, float* y) {
+FERRITE_QCA_HD void winograd_output_values(const float* v, I t, I height, I width, float* y) {
   const I tiles_x = (width + 1) / 2, ty = t / tiles_x, tx = t - ty * tiles_x;
-  float v[16];
-  for (int xi = 0; xi < 16; ++xi) v[xi] = m[xi * slab + co * tiles + t];
   float s[2][4];  // A^T m
   for (int c = 0; c < 4; ++c) {
     s[0][c] = v[c] + v[4 + c] + v[8 + c];
@@ -194,6 +192,14 @@ FERRITE_QCA_HD void winograd_output_tile(const float* m, I slab, I tiles, I co, 
   }
 }
 
+// Tile t of channel co from m[xi * slab + co * tiles + t] (the unfused layout M[16][Cout][T]).
+template <class I>
+FERRITE_QCA_HD void winograd_output_tile(const float* m, I slab, I tiles, I co, I t, I height, I width, float* y) {
+  float v[16];
+  for (int xi = 0; xi < 16; ++xi) v[xi] = m[xi * slab + co * tiles + t];
+  winograd_output_values(v, t, height, width, y);
+}
+
 // U[xi][co][ci] = (G g G^T)[i][j] of w[co, ci] ([Cout, Cin, 3, 3]) (backend/winograd_f23.hpp). Host only
 // (once per weight set).
 inline void winograd_weights(const float* w, i64 cout, i64 cin, float* u) {
@@ -203,6 +209,77 @@ inline void winograd_weights(const float* w, i64 cout, i64 cin, float* u) {
       winograd_f23_weight_tile(w + (co * cin + ci) * 9, tile);
       for (int xi = 0; xi < 16; ++xi) u[(xi * cout + co) * cin + ci] = tile[xi];
     }
+}
+
+// ---- fused Winograd: transforms, products and inverse transform in one kernel ----------------------
+// One block of kFusedThreads threads computes the outputs of kFusedTiles tiles x kFusedCout output
+// channels. For each chunk of kFusedK input channels it transforms the chunk's input patches into
+// shared memory (Vs[16][K][tiles]) and loads the chunk's transformed weights (Us[16][K][cout]), then
+// every thread adds K products into its 32 accumulators: thread = (xi = tid / 16, 4 channels x 8 tiles
+// picked by tid % 16). At the end the accumulators go to shared memory (Ms[16][cout][tiles], the same
+// space) and each thread inverse-transforms two (channel, tile) pairs. V and M never reach global
+// memory (the unfused path writes and reads both: 4x a layer's input and output). The phases below
+// are separated by __syncthreads() in the kernel; the host emulation runs each phase for every thread
+// of a block before the next (tests/backend/cuda/test_qca_plan.cpp).
+inline constexpr int kFusedThreads = 256, kFusedTiles = 32, kFusedCout = 16, kFusedK = 8;
+inline constexpr int kFusedVs = 16 * kFusedK * kFusedTiles;           // 4096 floats
+inline constexpr int kFusedUs = 16 * kFusedK * kFusedCout;            // 2048
+inline constexpr int kFusedMs = 16 * kFusedCout * kFusedTiles;        // 8192
+inline constexpr int kFusedSmem = kFusedMs > kFusedVs + kFusedUs ? kFusedMs : kFusedVs + kFusedUs;
+static_assert(kFusedK * kFusedTiles == kFusedThreads, "one (channel, tile) input transform per thread");
+static_assert(kFusedCout * kFusedTiles == 2 * kFusedThreads, "two output tiles per thread");
+
+// Phase 1 (per chunk k0): thread tid transforms input channel k0 + tid / 32 of tile t0 + tid % 32 into
+// Vs and loads 8 of the chunk's 2048 transformed weights into Us (zeros past Cin, Cout and the tiles).
+FERRITE_QCA_HD void fused_load(const float* x, const float* u, int cin, int cout, int height, int width, int tiles,
+                               int t0, int co0, int k0, int tid, float* vs, float* us) {
+  {
+    const int k = tid / kFusedTiles, tt = tid - k * kFusedTiles, ci = k0 + k, t = t0 + tt;
+    float tile[16];
+    if (ci < cin && t < tiles) {
+      winograd_input_tile(x, height, width, ci, t, tile);
+    } else {
+      for (int xi = 0; xi < 16; ++xi) tile[xi] = 0.f;
+    }
+    for (int xi = 0; xi < 16; ++xi) vs[(xi * kFusedK + k) * kFusedTiles + tt] = tile[xi];
+  }
+  for (int j = tid; j < kFusedUs; j += kFusedThreads) {  // us[(xi * K + k) * COUT + c] = U[xi][co0 + c][k0 + k]
+    const int c = j % kFusedCout, k = (j / kFusedCout) % kFusedK, xi = j / (kFusedCout * kFusedK);
+    const int co = co0 + c, ci = k0 + k;
+    us[j] = (co < cout && ci < cin) ? u[(i64(xi) * cout + co) * cin + ci] : 0.f;
+  }
+}
+
+// Phase 2: acc[a * 8 + b] += sum_k Us[xi][k][c0 + a] * Vs[xi][k][tt0 + b] for the thread's xi, 4
+// channels c0 .. c0+3 and 8 tiles tt0 .. tt0+7.
+FERRITE_QCA_HD void fused_accumulate(int tid, const float* vs, const float* us, float* acc) {
+  const int xi = tid / 16, sub = tid % 16, c0 = (sub / 4) * 4, tt0 = (sub % 4) * 8;
+  for (int k = 0; k < kFusedK; ++k) {
+    float uk[4], vk[8];
+    for (int a = 0; a < 4; ++a) uk[a] = us[(xi * kFusedK + k) * kFusedCout + c0 + a];
+    for (int b = 0; b < 8; ++b) vk[b] = vs[(xi * kFusedK + k) * kFusedTiles + tt0 + b];
+    for (int a = 0; a < 4; ++a)
+      for (int b = 0; b < 8; ++b) acc[a * 8 + b] = fmaf(uk[a], vk[b], acc[a * 8 + b]);
+  }
+}
+
+// Phase 3: the accumulators to Ms[xi][c][tt].
+FERRITE_QCA_HD void fused_store(int tid, const float* acc, float* ms) {
+  const int xi = tid / 16, sub = tid % 16, c0 = (sub / 4) * 4, tt0 = (sub % 4) * 8;
+  for (int a = 0; a < 4; ++a)
+    for (int b = 0; b < 8; ++b) ms[(xi * kFusedCout + c0 + a) * kFusedTiles + tt0 + b] = acc[a * 8 + b];
+}
+
+// Phase 4: thread tid inverse-transforms pairs p = tid and tid + 256 of (channel c = p / 32, tile p % 32).
+FERRITE_QCA_HD void fused_output(int tid, const float* ms, int cout, int height, int width, int tiles, int t0, int co0,
+                                 float* y) {
+  for (int p = tid; p < kFusedCout * kFusedTiles; p += kFusedThreads) {
+    const int c = p / kFusedTiles, tt = p - c * kFusedTiles, co = co0 + c, t = t0 + tt;
+    if (co >= cout || t >= tiles) continue;
+    float v[16];
+    for (int xi = 0; xi < 16; ++xi) v[xi] = ms[(xi * kFusedCout + c) * kFusedTiles + tt];
+    winograd_output_values(v, t, height, width, y + i64(co) * height * width);
+  }
 }
 
 // ---- weights and workspace ------------------------------------------------------------------------
@@ -217,6 +294,7 @@ struct Weights {
     const float *conv0_winograd = nullptr, *conv3_winograd = nullptr;
   };
   i64 d = 0, h = 0;
+  bool fused_winograd = false;  // Winograd convolutions as one fused kernel (winograd_fused) per layer
   Block inc, down1, down2, bot, conv_up1, conv_up2;
   const float *up1_w = nullptr, *up1_b = nullptr, *up2_w = nullptr, *up2_b = nullptr;
   const float *outc_w = nullptr, *outc_b = nullptr;
@@ -366,6 +444,7 @@ struct Buffers {
 //   gemm_batched(m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, batch)   (no transposes)
 //   winograd_input(ChwView<const float> x, float* v)       v [16][Cin][T]
 //   winograd_output(const float* m, ChwView<float> y)      m [16][Cout][T]
+//   winograd_fused(ChwView<const float> x, const float* u, ChwView<float> y)   transforms + products in one kernel
 //   group_norm_elu(ChwView<float> y, i64 groups, const float* gamma, const float* beta, double* partials)
 //       in place, eps kNormEps, ELU fused
 //   maxpool2x2(ChwView<const float> x, ChwView<float> y)
@@ -376,8 +455,9 @@ struct Buffers {
 // cols holds im2col's matrix or Winograd's V; winograd_m Winograd's M.
 template <class Exec>
 Status conv3x3(Exec& ex, ChwView<const float> x, const float* weight, const float* winograd_weight, ChwView<float> y,
-               float* cols, float* winograd_m) {
+               float* cols, float* winograd_m, bool fused = false) {
   const i64 P = x.plane();
+  if (winograd_weight && fused) return ex.winograd_fused(x, winograd_weight, y);
   if (winograd_weight) {
     const i64 T = winograd_tiles(x.height, x.width), cin = x.channels, cout = y.channels;
     FE_TRY(ex.winograd_input(x, cols));
@@ -392,12 +472,12 @@ Status conv3x3(Exec& ex, ChwView<const float> x, const float* weight, const floa
 // y = ELU(GN(conv3(ELU(GN(conv0(x)))))) with tmp holding the first conv's output.
 template <class Exec>
 Status conv_block(Exec& ex, const Weights::Block& b, ChwView<const float> x, ChwView<float> tmp, ChwView<float> y,
-                  const Buffers& buf) {
+                  const Buffers& buf, bool fused) {
   const ChwView<float> t = tmp.channel_slice(0, b.cout);
   const i64 groups = groups_for(b.cout);
-  FE_TRY(conv3x3(ex, x, b.conv0, b.conv0_winograd, t, buf.cols, buf.winograd_m));
+  FE_TRY(conv3x3(ex, x, b.conv0, b.conv0_winograd, t, buf.cols, buf.winograd_m, fused));
   FE_TRY(ex.group_norm_elu(t, groups, b.norm1_w, b.norm1_b, buf.partials));
-  FE_TRY(conv3x3(ex, t, b.conv3, b.conv3_winograd, y, buf.cols, buf.winograd_m));
+  FE_TRY(conv3x3(ex, t, b.conv3, b.conv3_winograd, y, buf.cols, buf.winograd_m, fused));
   return ex.group_norm_elu(y, groups, b.norm4_w, b.norm4_b, buf.partials);
 }
 
@@ -416,16 +496,16 @@ Status forward(Exec& ex, const Weights& w, const Buffers& buf) {
   const i64 h = w.h;
   const ChwView<float> x1 = buf.cat2.channel_slice(2 * h, h), u2 = buf.cat2.channel_slice(0, 2 * h);
   const ChwView<float> x2 = buf.cat1.channel_slice(4 * h, 2 * h), u1 = buf.cat1.channel_slice(0, 4 * h);
-  FE_TRY(conv_block(ex, w.inc, buf.x, buf.tmp_full, x1, buf));
+  FE_TRY(conv_block(ex, w.inc, buf.x, buf.tmp_full, x1, buf, w.fused_winograd));
   FE_TRY(ex.maxpool2x2(x1, buf.pool1));
-  FE_TRY(conv_block(ex, w.down1, buf.pool1, buf.tmp_half, x2, buf));
+  FE_TRY(conv_block(ex, w.down1, buf.pool1, buf.tmp_half, x2, buf, w.fused_winograd));
   FE_TRY(ex.maxpool2x2(x2, buf.pool2));
-  FE_TRY(conv_block(ex, w.down2, buf.pool2, buf.tmp_quarter, buf.x3, buf));
-  FE_TRY(conv_block(ex, w.bot, buf.x3, buf.tmp_quarter, buf.bottom, buf));
+  FE_TRY(conv_block(ex, w.down2, buf.pool2, buf.tmp_quarter, buf.x3, buf, w.fused_winograd));
+  FE_TRY(conv_block(ex, w.bot, buf.x3, buf.tmp_quarter, buf.bottom, buf, w.fused_winograd));
   FE_TRY(conv_transpose(ex, buf.bottom, w.up1_w, w.up1_b, u1, buf.taps));
-  FE_TRY(conv_block(ex, w.conv_up1, buf.cat1, buf.tmp_half, buf.c1, buf));
+  FE_TRY(conv_block(ex, w.conv_up1, buf.cat1, buf.tmp_half, buf.c1, buf, w.fused_winograd));
   FE_TRY(conv_transpose(ex, buf.c1, w.up2_w, w.up2_b, u2, buf.taps));
-  FE_TRY(conv_block(ex, w.conv_up2, buf.cat2, buf.tmp_full, buf.c2, buf));
+  FE_TRY(conv_block(ex, w.conv_up2, buf.cat2, buf.tmp_full, buf.c2, buf, w.fused_winograd));
   const i64 P = buf.c2.plane();
   return ex.gemm(Trans::no, Trans::no, 2 * w.d, P, h, w.outc_w, h, buf.c2.data, P, buf.o.data, P);
 }
