@@ -46,10 +46,10 @@ struct HostExecutor {
     cpu::sgemm(ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
     return {};
   }
-  Status gemm_batched(i64 m, i64 n, i64 k, const float* a, i64 lda, i64 sa, const float* b, i64 ldb, i64 sb, float* c,
-                      i64 ldc, i64 sc, i64 batch) {
+  Status gemm_batched(Trans ta, i64 m, i64 n, i64 k, const float* a, i64 lda, i64 sa, const float* b, i64 ldb, i64 sb,
+                      float* c, i64 ldc, i64 sc, i64 batch) {
     for (i64 i = 0; i < batch; ++i)
-      cpu::sgemm(Trans::no, Trans::no, m, n, k, 1.f, a + i * sa, lda, b + i * sb, ldb, 0.f, c + i * sc, ldc);
+      cpu::sgemm(ta, Trans::no, m, n, k, 1.f, a + i * sa, lda, b + i * sb, ldb, 0.f, c + i * sc, ldc);
     return {};
   }
   Status winograd_input(ChwView<const float> x, float* v) {

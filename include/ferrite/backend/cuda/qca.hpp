@@ -69,13 +69,14 @@ struct QcaStepperOptions {
 };
 
 // One kind of operation of the step, timed by QcaStepper::profile: GPU time per step (CUDA events around
-// every launch), launches per step, and the work it did (FLOPs of the GEMMs; nominal bytes read + written
-// by the memory-bound kernels), from which achieved GFLOP/s or GB/s follow.
+// every launch, the step queued behind a spinning kernel so the events follow the GPU), launches per step,
+// and the work it did (FLOPs of the GEMMs and of the fused Winograd kernel; nominal bytes read + written by
+// the memory-bound kernels), from which achieved GFLOP/s or GB/s follow.
 struct QcaProfileEntry {
-  std::string op;            // "sgemm", "sgemm_batched", "winograd_input", "group_norm", ...
+  std::string op;            // "sgemm", "sgemm_batched", "winograd_input", "group_norm_elu", ...
   double ms_per_step = 0;
   double calls_per_step = 0;
-  double flops_per_step = 0;  // GEMMs only (2 m n k per product)
+  double flops_per_step = 0;  // 2 per multiply-add of the products
   double bytes_per_step = 0;  // memory-bound kernels only (nominal: each input read once, each output written once)
 };
 

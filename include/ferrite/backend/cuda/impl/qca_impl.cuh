@@ -201,25 +201,34 @@ Result<std::vector<QcaProfileEntry>> QcaStepper::profile(std::int64_t steps) {
   Impl& t = *impl_;
   qca_kernels::ProfilingExecutor ex{{t.stream.get(), &t.blas, t.layout.partial_doubles}, {}, {}, 0};
   std::map<std::string, QcaProfileEntry> by_op;
+  int clock_khz = 0;
+  FE_TRY(detail::check_cuda("cudaDeviceGetAttribute(clock rate)",
+                            cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, t.device)));
   for (std::int64_t s = 0; s < steps; ++s) {
     ex.records.clear();
     ex.used = 0;
+    // ~2 ms of spinning first: the step's launches queue up behind it, so the events measure the GPU.
+    qca_kernels::spin_kernel<<<1, 1, 0, t.stream.get()>>>(2LL * std::max(clock_khz, 1000000));
+    FE_TRY(detail::check_launch("qca spin_kernel"));
     FE_TRY(qca_plan::step(ex, t.weights, t.buffers, t.unitary, t.gamma, t.psi.as<float>(), t.batch));
     FE_TRY(synchronize());
     for (const auto& r : ex.records) {
       float ms = 0;
       FE_TRY(detail::check_cuda("cudaEventElapsedTime",
                                 cudaEventElapsedTime(&ms, ex.events[r.start].get(), ex.events[r.start + 1].get())));
-      QcaProfileEntry& e = by_op[r.op];
+      QcaProfileEntry& e = by_op[r.op];  // sums over all steps; divided below
       e.op = r.op;
-      e.ms_per_step += ms / double(steps);
-      e.calls_per_step += 1.0 / double(steps);
-      e.flops_per_step += r.flops / double(steps);
-      e.bytes_per_step += r.bytes / double(steps);
+      e.ms_per_step += ms;
+      e.calls_per_step += 1;
+      e.flops_per_step += r.flops;
+      e.bytes_per_step += r.bytes;
     }
   }
   std::vector<QcaProfileEntry> out;
-  for (auto& [op, e] : by_op) out.push_back(e);
+  for (auto& [op, e] : by_op) {
+    for (double* v : {&e.ms_per_step, &e.calls_per_step, &e.flops_per_step, &e.bytes_per_step}) *v /= double(steps);
+    out.push_back(e);
+  }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.ms_per_step > b.ms_per_step; });
   return out;
 }
@@ -268,7 +277,7 @@ Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView
   if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
   qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
   const ChwView<float> yd = device_chw(dy, y);
-  // Winograd: V[16][Cin][T] in `cols`, M[16][Cout][T], the transformed weights U[16][Cout][Cin].
+  // Winograd: V[16][Cin][T] in `cols`, M[16][Cout][T], the transformed weights U[16][Cin][Cout].
   const bool winograd = k == 3 && algorithm != GpuConv3x3::im2col;
   const bool fused = algorithm == GpuConv3x3::winograd_fused;
   const std::int64_t tiles = qca_plan::winograd_tiles(x.height, x.width);

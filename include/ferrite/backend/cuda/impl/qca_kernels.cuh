@@ -91,6 +91,14 @@ winograd_fused_kernel(const float* __restrict__ x, const float* __restrict__ u, 
   plan::fused_output(tid, smem, cout, height, width, tiles, t0, co0, y);
 }
 
+// Keeps the stream busy for about `cycles` clock cycles: QcaStepper::profile queues a step behind it, so
+// that the events around each launch are stamped by the GPU's progress, not by the host's enqueueing.
+__global__ void spin_kernel(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {
+  }
+}
+
 // partials[(g * chunks + k) * 2 + {0, 1}] = (sum, sum of squares) of chunk k of group g: grid (chunks, groups).
 __global__ void group_partials_kernel(const float* __restrict__ y, int group_floats, int chunks,
                                       double* __restrict__ partials) {
@@ -210,9 +218,9 @@ struct DeviceExecutor {
     return detail::sgemm(*blas, ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
   }
 
-  Status gemm_batched(i64 m, i64 n, i64 k, const float* a, i64 lda, i64 stride_a, const float* b, i64 ldb,
+  Status gemm_batched(Trans ta, i64 m, i64 n, i64 k, const float* a, i64 lda, i64 stride_a, const float* b, i64 ldb,
                       i64 stride_b, float* c, i64 ldc, i64 stride_c, i64 batch) {
-    return detail::sgemm_strided_batched(*blas, Trans::no, Trans::no, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc,
+    return detail::sgemm_strided_batched(*blas, ta, Trans::no, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc,
                                          stride_c, batch);
   }
 
@@ -344,10 +352,10 @@ struct ProfilingExecutor {
     return timed("sgemm", 2.0 * double(m) * double(n) * double(k), 0,
                  [&] { return inner.gemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc); });
   }
-  Status gemm_batched(i64 m, i64 n, i64 k, const float* a, i64 lda, i64 sa, const float* b, i64 ldb, i64 sb, float* c,
-                      i64 ldc, i64 sc, i64 batch) {
+  Status gemm_batched(Trans ta, i64 m, i64 n, i64 k, const float* a, i64 lda, i64 sa, const float* b, i64 ldb, i64 sb,
+                      float* c, i64 ldc, i64 sc, i64 batch) {
     return timed("sgemm_batched", 2.0 * double(m) * double(n) * double(k) * double(batch), 0,
-                 [&] { return inner.gemm_batched(m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, batch); });
+                 [&] { return inner.gemm_batched(ta, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, batch); });
   }
   Status winograd_input(ChwView<const float> x, float* v) {
     const i64 tiles = plan::winograd_tiles(x.height, x.width);

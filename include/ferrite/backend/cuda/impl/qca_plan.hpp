@@ -14,7 +14,7 @@
 //             Winograd F(2x2, 3x3) (as backend/cpu/winograd.hpp; 2.25x fewer multiplications, 4/9 of
 //             im2col's memory traffic), T = ceil(H/2) ceil(W/2) tiles of 2x2 outputs:
 //                       V[16][Cin][T]   = B^T d B of every 4x4 input patch        (input transform)
-//                       M[xi] = U[xi][Cout, Cin] V[xi]                       (16 batched GEMMs)
+//                       M[xi] = U[xi]^T V[xi], U[xi] stored [Cin, Cout]       (16 batched GEMMs)
 //                       y = A^T M A per tile, cut at the image edge              (output transform)
 //             U = G g G^T is computed once per weight set, in double (winograd_weights).
 //   groupnorm a group's channels are contiguous: one range of (C/g)*P floats. Partial sums over
@@ -200,14 +200,15 @@ FERRITE_QCA_HD void winograd_output_tile(const float* m, I slab, I tiles, I co, 
   winograd_output_values(v, t, height, width, y);
 }
 
-// U[xi][co][ci] = (G g G^T)[i][j] of w[co, ci] ([Cout, Cin, 3, 3]) (backend/winograd_f23.hpp). Host only
-// (once per weight set).
+// U[xi][ci][co] = (G g G^T)[i][j] of w[co, ci] ([Cout, Cin, 3, 3]) (backend/winograd_f23.hpp). Host only
+// (once per weight set). Cout fastest: the fused kernel's weight loads are then coalesced, and the batched
+// GEMM reads U[xi] transposed.
 inline void winograd_weights(const float* w, i64 cout, i64 cin, float* u) {
   for (i64 co = 0; co < cout; ++co)
     for (i64 ci = 0; ci < cin; ++ci) {
       float tile[16];
       winograd_f23_weight_tile(w + (co * cin + ci) * 9, tile);
-      for (int xi = 0; xi < 16; ++xi) u[(xi * cout + co) * cin + ci] = tile[xi];
+      for (int xi = 0; xi < 16; ++xi) u[(xi * cin + ci) * cout + co] = tile[xi];
     }
 }
 
@@ -222,8 +223,11 @@ inline void winograd_weights(const float* w, i64 cout, i64 cin, float* u) {
 // are separated by __syncthreads() in the kernel; the host emulation runs each phase for every thread
 // of a block before the next (tests/backend/cuda/test_qca_plan.cpp).
 inline constexpr int kFusedThreads = 256, kFusedTiles = 32, kFusedCout = 16, kFusedK = 8;
-inline constexpr int kFusedVs = 16 * kFusedK * kFusedTiles;           // 4096 floats
-inline constexpr int kFusedUs = 16 * kFusedK * kFusedCout;            // 2048
+// Per-xi slabs of Vs and Us padded by 4 / 16 floats: the two xi of a warp then fall on other banks.
+inline constexpr int kFusedVsXi = kFusedK * kFusedTiles + 4;          // 260
+inline constexpr int kFusedUsXi = kFusedK * kFusedCout + 16;          // 144
+inline constexpr int kFusedVs = 16 * kFusedVsXi;                      // 4160 floats
+inline constexpr int kFusedUs = 16 * kFusedUsXi;                      // 2304
 inline constexpr int kFusedMs = 16 * kFusedCout * kFusedTiles;        // 8192
 inline constexpr int kFusedSmem = kFusedMs > kFusedVs + kFusedUs ? kFusedMs : kFusedVs + kFusedUs;
 static_assert(kFusedK * kFusedTiles == kFusedThreads, "one (channel, tile) input transform per thread");
@@ -241,12 +245,13 @@ FERRITE_QCA_HD void fused_load(const float* x, const float* u, int cin, int cout
     } else {
       for (int xi = 0; xi < 16; ++xi) tile[xi] = 0.f;
     }
-    for (int xi = 0; xi < 16; ++xi) vs[(xi * kFusedK + k) * kFusedTiles + tt] = tile[xi];
+    for (int xi = 0; xi < 16; ++xi) vs[xi * kFusedVsXi + k * kFusedTiles + tt] = tile[xi];
   }
-  for (int j = tid; j < kFusedUs; j += kFusedThreads) {  // us[(xi * K + k) * COUT + c] = U[xi][co0 + c][k0 + k]
+  // us[xi][k][c] = U[xi][k0 + k][co0 + c]: consecutive threads read consecutive output channels.
+  for (int j = tid; j < 16 * kFusedK * kFusedCout; j += kFusedThreads) {
     const int c = j % kFusedCout, k = (j / kFusedCout) % kFusedK, xi = j / (kFusedCout * kFusedK);
     const int co = co0 + c, ci = k0 + k;
-    us[j] = (co < cout && ci < cin) ? u[(i64(xi) * cout + co) * cin + ci] : 0.f;
+    us[xi * kFusedUsXi + k * kFusedCout + c] = (co < cout && ci < cin) ? u[(i64(xi) * cin + ci) * cout + co] : 0.f;
   }
 }
 
@@ -256,8 +261,8 @@ FERRITE_QCA_HD void fused_accumulate(int tid, const float* vs, const float* us, 
   const int xi = tid / 16, sub = tid % 16, c0 = (sub / 4) * 4, tt0 = (sub % 4) * 8;
   for (int k = 0; k < kFusedK; ++k) {
     float uk[4], vk[8];
-    for (int a = 0; a < 4; ++a) uk[a] = us[(xi * kFusedK + k) * kFusedCout + c0 + a];
-    for (int b = 0; b < 8; ++b) vk[b] = vs[(xi * kFusedK + k) * kFusedTiles + tt0 + b];
+    for (int a = 0; a < 4; ++a) uk[a] = us[xi * kFusedUsXi + k * kFusedCout + c0 + a];
+    for (int b = 0; b < 8; ++b) vk[b] = vs[xi * kFusedVsXi + k * kFusedTiles + tt0 + b];
     for (int a = 0; a < 4; ++a)
       for (int b = 0; b < 8; ++b) acc[a * 8 + b] = fmaf(uk[a], vk[b], acc[a * 8 + b]);
   }
@@ -290,7 +295,7 @@ struct Weights {
     i64 cin = 0, cout = 0;
     const float *conv0 = nullptr, *norm1_w = nullptr, *norm1_b = nullptr;
     const float *conv3 = nullptr, *norm4_w = nullptr, *norm4_b = nullptr;
-    // Winograd-transformed conv0 / conv3 ([16][Cout][Cin], winograd_weights); null: im2col path.
+    // Winograd-transformed conv0 / conv3 ([16][Cin][Cout], winograd_weights); null: im2col path.
     const float *conv0_winograd = nullptr, *conv3_winograd = nullptr;
   };
   i64 d = 0, h = 0;
@@ -441,7 +446,7 @@ struct Buffers {
 //   im2col3x3(ChwView<const float> x, float* cols)
 //   gemm(Trans ta, Trans tb, i64 m, i64 n, i64 k, const float* a, i64 lda, const float* b, i64 ldb, float* c, i64 ldc)
 //       row-major C = op(A) op(B), alpha 1, beta 0
-//   gemm_batched(m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, batch)   (no transposes)
+//   gemm_batched(ta, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, batch)   (B not transposed)
 //   winograd_input(ChwView<const float> x, float* v)       v [16][Cin][T]
 //   winograd_output(const float* m, ChwView<float> y)      m [16][Cout][T]
 //   winograd_fused(ChwView<const float> x, const float* u, ChwView<float> y)   transforms + products in one kernel
@@ -461,7 +466,8 @@ Status conv3x3(Exec& ex, ChwView<const float> x, const float* weight, const floa
   if (winograd_weight) {
     const i64 T = winograd_tiles(x.height, x.width), cin = x.channels, cout = y.channels;
     FE_TRY(ex.winograd_input(x, cols));
-    FE_TRY(ex.gemm_batched(cout, T, cin, winograd_weight, cin, cout * cin, cols, T, cin * T, winograd_m, T, cout * T, 16));
+    FE_TRY(ex.gemm_batched(Trans::yes, cout, T, cin, winograd_weight, cout, cout * cin, cols, T, cin * T, winograd_m, T,
+                           cout * T, 16));
     return ex.winograd_output(winograd_m, y);
   }
   const i64 k = x.channels * 9;
