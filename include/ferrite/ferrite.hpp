@@ -21,6 +21,7 @@
 #include "ferrite/ops/nn_ops.hpp"
 #include "ferrite/ops/chw.hpp"
 #include "ferrite/ops/conv.hpp"
+#include "ferrite/ops/group_norm_groups.hpp"
 #include "ferrite/ops/norm.hpp"
 #include "ferrite/ops/pool.hpp"
 

@@ -17,20 +17,12 @@
 #include "ferrite/core/result.hpp"
 #include "ferrite/core/tensor.hpp"
 #include "ferrite/ops/chw.hpp"
+#include "ferrite/ops/group_norm_groups.hpp"
 
 namespace ferrite {
 
 enum class NormActivation { none, elu };
 
-// The QCA U-Net's group rule (Aetheria's ConvBlock), in one place: C/8 groups of 8 channels when
-// C > 8 and C/8 divides C, otherwise a single group (LayerNorm over the whole sample).
-inline std::int64_t group_norm_groups(std::int64_t channels) {
-  if (channels > 8) {
-    const std::int64_t g = channels / 8;
-    if (channels % g == 0) return g;
-  }
-  return 1;
-}
 
 namespace norm_detail {
 

@@ -169,7 +169,10 @@ void plan_steps(models::QcaUnet& law, bool unitary, Tensor& psi, int steps, bool
       slot = transformed.back().data();
     });
   weights->fused_winograd = fused;
-  const auto layout = plan::Layout::make(d, h, H, W);
+  const auto layout = plan::Layout::make(d, h, H, W,
+                                         fused      ? plan::ConvScratch::none
+                                         : winograd ? plan::ConvScratch::winograd
+                                                    : plan::ConvScratch::im2col);
   std::vector<float> arena(static_cast<std::size_t>(layout.floats), std::nanf(""));  // NaN: reads of unwritten floats show
   std::vector<double> partials(static_cast<std::size_t>(layout.partial_doubles));
   const auto buffers = plan::Buffers::bind(layout, d, h, arena.data(), partials.data());
@@ -229,7 +232,7 @@ TEST(QcaPlan, GroupNormEluMatchesReferenceAcrossChunks) {
   // 20 channels -> 2 groups; 24 -> 3; 16 channels at 40x40 -> 2 groups of 12,800 floats = 4 chunks each;
   // 8 channels -> 1 group. Offset data (mean 3) checks the one-pass variance.
   for (auto [C, H, W] : {std::tuple<i64, i64, i64>{20, 7, 9}, {24, 5, 3}, {16, 40, 40}, {8, 13, 11}}) {
-    const i64 P = H * W, groups = plan::groups_for(C);
+    const i64 P = H * W, groups = group_norm_groups(C);
     auto y = random_vector(C * P, 3 + C, 2.f, 3.f);
     const auto x = y;
     const auto gamma = random_vector(C, 4, 0.5f, 1.f), beta = random_vector(C, 5, 0.5f);
@@ -239,6 +242,9 @@ TEST(QcaPlan, GroupNormEluMatchesReferenceAcrossChunks) {
     std::vector<float> want(y.size());
     cpu::reference::group_norm<float>({x.data(), C, H, W}, groups, gamma.data(), beta.data(), 1e-5, true,
                                       {want.data(), C, H, W});
+    // 2e-5, not the convolutions' 1e-5: the inputs (mean 3, up to ~10) are centred in float, so the
+    // rounding is relative to |x| rather than to the O(1) output, and expm1 adds its own; the oracle
+    // works in double throughout.
     expect_close(y, want, 2e-5, "group_norm C=" + std::to_string(C));
   }
 }
@@ -328,18 +334,30 @@ TEST(QcaPlan, StepMatchesPyTorch) {
 
 TEST(QcaPlan, LayoutBuffersAreDisjointAndAligned) {
   for (auto [d, h, H, W] : {std::tuple<i64, i64, i64, i64>{8, 32, 128, 128}, {3, 10, 20, 12}, {4, 16, 16, 16}}) {
-    const auto l = plan::Layout::make(d, h, H, W);
-    const i64 P = H * W;
-    // (offset, floats) in arena order; each must end at or before the next begins.
-    const std::vector<std::pair<i64, i64>> spans = {
-        {l.x, 2 * d * P}, {l.o, 2 * d * P}, {l.cat2, 3 * h * P}, {l.tmp_full, h * P}, {l.c2, h * P},
-        {l.pool1, h * P / 4}, {l.cat1, 6 * h * P / 4}, {l.tmp_half, 4 * h * P / 4}, {l.c1, 4 * h * P / 4},
-        {l.pool2, 2 * h * P / 16}, {l.x3, 4 * h * P / 16}, {l.tmp_quarter, 8 * h * P / 16}, {l.bottom, 8 * h * P / 16},
-        {l.cols, 6 * h * 9 * P / 4}, {l.winograd_m, 16 * h * plan::winograd_tiles(H, W)}, {l.taps, 2 * h * 4 * P / 4}};
-    for (std::size_t i = 0; i < spans.size(); ++i) {
-      EXPECT_EQ(spans[i].first % 64, 0) << i;
-      const i64 end = spans[i].first + spans[i].second;
-      EXPECT_LE(end, i + 1 < spans.size() ? spans[i + 1].first : l.floats) << i;
+    const i64 P = H * W, T = plan::winograd_tiles(H, W);
+    i64 floats[3] = {};
+    for (auto scratch : {plan::ConvScratch::im2col, plan::ConvScratch::winograd, plan::ConvScratch::none}) {
+      const auto l = plan::Layout::make(d, h, H, W, scratch);
+      floats[int(scratch)] = l.floats;
+      // The conv scratch each path uses: im2col's matrix (at least conv_up2.conv0's, Cin 3h at full
+      // size), Winograd's V and M (the same layer's), nothing for the fused kernel.
+      const i64 cols = scratch == plan::ConvScratch::im2col ? 3 * h * 9 * P
+                       : scratch == plan::ConvScratch::winograd ? 3 * h * 16 * T : 0;
+      const i64 m = scratch == plan::ConvScratch::winograd ? 16 * h * T : 0;
+      // (offset, floats) in arena order; each must end at or before the next begins.
+      const std::vector<std::pair<i64, i64>> spans = {
+          {l.x, 2 * d * P}, {l.o, 2 * d * P}, {l.cat2, 3 * h * P}, {l.tmp_full, h * P}, {l.c2, h * P},
+          {l.pool1, h * P / 4}, {l.cat1, 6 * h * P / 4}, {l.tmp_half, 4 * h * P / 4}, {l.c1, 4 * h * P / 4},
+          {l.pool2, 2 * h * P / 16}, {l.x3, 4 * h * P / 16}, {l.tmp_quarter, 8 * h * P / 16}, {l.bottom, 8 * h * P / 16},
+          {l.cols, cols}, {l.winograd_m, m}, {l.taps, 2 * h * 4 * P / 4}};
+      for (std::size_t i = 0; i < spans.size(); ++i) {
+        EXPECT_EQ(spans[i].first % 64, 0) << i;
+        const i64 end = spans[i].first + spans[i].second;
+        EXPECT_LE(end, i + 1 < spans.size() ? spans[i + 1].first : l.floats) << i;
+      }
     }
+    // Each path allocates only its own scratch: the fused kernel's arena is the smallest.
+    EXPECT_LT(floats[int(plan::ConvScratch::none)], floats[int(plan::ConvScratch::winograd)]);
+    EXPECT_LT(floats[int(plan::ConvScratch::winograd)], floats[int(plan::ConvScratch::im2col)]);
   }
 }

@@ -292,6 +292,17 @@ class OpSession {
   }
   Status finish() { return check_cuda("cudaStreamSynchronize", cudaStreamSynchronize(stream())); }
 
+  // Runs `run` (cuBLAS calls on this session) with TF32 allowed if `allow`, and restores full FP32
+  // afterwards, also when `run` fails: the handle is shared by every op call of the device.
+  template <class F>
+  Status with_tf32(bool allow, F&& run) {
+    if (!allow) return run();
+    FE_TRY(blas().set_tf32(true));
+    const Status result = run();
+    FE_TRY(blas().set_tf32(false));
+    return result;
+  }
+
   ~OpSession() {
     if (!context_) return;
     (void)cudaStreamSynchronize(context_->stream.get());
@@ -335,11 +346,10 @@ Status gemm(Trans ta, Trans tb, float alpha, MatView<const float> a, MatView<con
   FE_TRY_ASSIGN(auto db, s.upload(b));
   FE_TRY_ASSIGN(auto dc, s.upload(MatView<const float>(c)));
   const std::int64_t k = ta == Trans::no ? a.cols : a.rows;
-  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
-  const Status run = detail::sgemm(s.blas(), ta, tb, c.rows, c.cols, k, alpha, da->as<const float>(), a.ld,
-                                   db->as<const float>(), b.ld, beta, dc->as<float>(), c.ld);
-  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));
-  FE_TRY(run);
+  FE_TRY(s.with_tf32(options.allow_tf32, [&] {
+    return detail::sgemm(s.blas(), ta, tb, c.rows, c.cols, k, alpha, da->as<const float>(), a.ld, db->as<const float>(),
+                         b.ld, beta, dc->as<float>(), c.ld);
+  }));
   FE_TRY(s.download(dc, c));
   return s.finish();
 }

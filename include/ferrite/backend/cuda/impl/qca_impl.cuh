@@ -110,7 +110,10 @@ Result<QcaStepper> QcaStepper::create(models::QcaUnet& law, models::QcaLaw kind,
   t.d = d;
   t.h = h;
   t.graphs = options.cuda_graphs;
-  t.layout = qca_plan::Layout::make(d, h, state_shape[1], state_shape[2]);
+  t.layout = qca_plan::Layout::make(d, h, state_shape[1], state_shape[2],
+                                    options.conv == GpuConv3x3::im2col     ? qca_plan::ConvScratch::im2col
+                                    : options.conv == GpuConv3x3::winograd ? qca_plan::ConvScratch::winograd
+                                                                           : qca_plan::ConvScratch::none);
   if (t.layout.floats > INT_MAX || state_shape.numel() > INT_MAX)
     return make_error(ErrorCode::unsupported, kOp,
                       "a " + std::to_string(state_shape[1]) + "x" + std::to_string(state_shape[2]) +
@@ -270,16 +273,16 @@ Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView
                       weight.shape.to_string());
   FE_TRY(qca_kernels::check_sizes("cuda::conv2d", std::max(x.numel() * k * k, y.numel()), k == 3 ? x.channels * 9 : 1));
   FE_TRY_ASSIGN(auto s, detail::OpSession::open(options.device));
-  FE_TRY_ASSIGN(auto dx, upload_chw(s, x));
-  FE_TRY_ASSIGN(auto dw, s.upload(weight.data, weight.numel()));
-  FE_TRY_ASSIGN(auto db, upload_optional(s, bias));
-  FE_TRY_ASSIGN(auto dy, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
-  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
-  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
-  const ChwView<float> yd = device_chw(dy, y);
-  // Winograd: V[16][Cin][T] in `cols`, M[16][Cout][T], the transformed weights U[16][Cin][Cout].
+  // Winograd: V[16][Cin][T] in `cols`, M[16][Cout][T], the transformed weights U[16][Cin][Cout] instead
+  // of the raw weight (which only im2col and 1x1 read).
   const bool winograd = k == 3 && algorithm != GpuConv3x3::im2col;
   const bool fused = algorithm == GpuConv3x3::winograd_fused;
+  FE_TRY_ASSIGN(auto dx, upload_chw(s, x));
+  FE_TRY_ASSIGN(auto dw, s.upload(weight.data, winograd ? 0 : weight.numel()));
+  FE_TRY_ASSIGN(auto db, upload_optional(s, bias));
+  FE_TRY_ASSIGN(auto dy, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
+  qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
+  const ChwView<float> yd = device_chw(dy, y);
   const std::int64_t tiles = qca_plan::winograd_tiles(x.height, x.width);
   const std::int64_t cols_floats = k != 3 ? 0 : winograd ? 16 * x.channels * tiles : 9 * x.numel();
   FE_TRY_ASSIGN(auto cols, s.alloc(fused ? 0 : cols_floats * std::int64_t{sizeof(float)}));
@@ -292,12 +295,12 @@ Status conv2d(ChwView<const float> x, TensorView<const float> weight, TensorView
     FE_TRY_ASSIGN(auto du, s.upload(host_u.data(), std::int64_t(host_u.size())));
     u = du->as<const float>();
   }
-  const Status run = k == 3 ? qca_plan::conv3x3(ex, device_chw(dx, x), dw->as<const float>(), u, yd, cols->as<float>(),
-                                                m->as<float>(), fused)
-                            : ex.gemm(Trans::no, Trans::no, y.channels, x.plane(), x.channels, dw->as<const float>(),
-                                      x.channels, dx->as<const float>(), x.plane(), yd.data, y.plane());
-  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));
-  FE_TRY(run);
+  FE_TRY(s.with_tf32(options.allow_tf32, [&] {
+    return k == 3 ? qca_plan::conv3x3(ex, device_chw(dx, x), dw->as<const float>(), u, yd, cols->as<float>(),
+                                      m->as<float>(), fused)
+                  : ex.gemm(Trans::no, Trans::no, y.channels, x.plane(), x.channels, dw->as<const float>(), x.channels,
+                            dx->as<const float>(), x.plane(), yd.data, y.plane());
+  }));
   if (bias.data) FE_TRY(ex.channel_bias(yd, db->as<const float>()));
   FE_TRY(s.download(dy, y.data, y.numel()));
   return s.finish();
@@ -339,12 +342,11 @@ Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const float> wei
   FE_TRY_ASSIGN(auto db, upload_optional(s, bias));
   FE_TRY_ASSIGN(auto taps, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
   FE_TRY_ASSIGN(auto dy, s.alloc(y.numel() * std::int64_t{sizeof(float)}));
-  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(true));
   qca_kernels::DeviceExecutor ex{s.stream(), &s.blas(), 0};
-  const Status run = qca_plan::conv_transpose(ex, device_chw(dx, x), dw->as<const float>(), data_or_null(db, bias),
-                                              {dy->as<float>(), y.channels, y.height, y.width}, taps->as<float>());
-  if (options.allow_tf32) FE_TRY(s.blas().set_tf32(false));
-  FE_TRY(run);
+  FE_TRY(s.with_tf32(options.allow_tf32, [&] {
+    return qca_plan::conv_transpose(ex, device_chw(dx, x), dw->as<const float>(), data_or_null(db, bias),
+                                    {dy->as<float>(), y.channels, y.height, y.width}, taps->as<float>());
+  }));
   FE_TRY(s.download(dy, y.data, y.numel()));
   return s.finish();
 }

@@ -34,6 +34,7 @@
 #include "ferrite/backend/winograd_f23.hpp"
 #include "ferrite/core/result.hpp"
 #include "ferrite/ops/chw.hpp"
+#include "ferrite/ops/group_norm_groups.hpp"
 #include "ferrite/ops/transpose.hpp"
 
 // Internal: functions shared by kernels and host code. Undefined at the end of this header.
@@ -50,12 +51,6 @@ using i64 = std::int64_t;
 inline constexpr i64 kGroupChunk = 4096;  // floats per partial sum of a GroupNorm group
 inline constexpr double kNormEps = 1e-5;  // GroupNorm eps (the spec's)
 
-// The spec's group rule (same as ops/norm.hpp's group_norm_groups, repeated so that this header
-// needs neither TBB nor xsimd).
-inline i64 groups_for(i64 channels) {
-  if (channels > 8 && channels % (channels / 8) == 0) return channels / 8;
-  return 1;
-}
 inline i64 group_chunks(i64 group_floats) { return std::max<i64>(1, (group_floats + kGroupChunk - 1) / kGroupChunk); }
 
 // ---- per-element formulas (the kernels call these for one element; the host emulation loops) ----
@@ -350,6 +345,10 @@ inline Result<Weights> bind_weights(std::span<const float* const> tensors, i64 d
   return w;
 }
 
+// The scratch the 3x3 convolutions need: im2col's matrix, Winograd's V and M, or nothing (the fused
+// kernel keeps V and M in shared memory).
+enum class ConvScratch { im2col, winograd, none };
+
 // Offsets (in floats, 64-float aligned) of every buffer of one sample's forward in one arena, and
 // the GroupNorm partials (in doubles) in a second one.
 struct Layout {
@@ -360,10 +359,11 @@ struct Layout {
   i64 pool2 = 0, x3 = 0, tmp_quarter = 0, bottom = 0; // H/4:       [2h], [4h], [8h], [8h]
   i64 cols = 0, taps = 0;                             // im2col matrix or Winograd V; transposed-conv taps
   i64 winograd_m = 0;                                 // Winograd M[16][Cout][T] (largest use)
+  // (cols and winograd_m are sized for the ConvScratch asked for: empty where that path does not use them.)
   i64 floats = 0;                                     // arena size
   i64 partial_doubles = 0;                            // GroupNorm partials (largest use)
 
-  static Layout make(i64 d, i64 h, i64 height, i64 width) {
+  static Layout make(i64 d, i64 h, i64 height, i64 width, ConvScratch scratch) {
     Layout l;
     l.height = height;
     l.width = width;
@@ -391,17 +391,18 @@ struct Layout {
     // V[16][Cin][T] and M[16][Cout][T] with the widest input / output of each level.
     const i64 T = winograd_tiles(height, width), T2 = winograd_tiles(height / 2, width / 2),
               T4 = winograd_tiles(height / 4, width / 4);
-    const i64 cols = std::max({std::max(2 * d, 3 * h) * 9 * P, 6 * h * 9 * P2, 8 * h * 9 * P4,
-                               std::max(2 * d, 3 * h) * 16 * T, 6 * h * 16 * T2, 8 * h * 16 * T4});
-    l.cols = take(cols);
-    l.winograd_m = take(std::max({h * 16 * T, 4 * h * 16 * T2, 8 * h * 16 * T4}));
+    const i64 im2col = std::max({std::max(2 * d, 3 * h) * 9 * P, 6 * h * 9 * P2, 8 * h * 9 * P4});
+    const i64 v = std::max({std::max(2 * d, 3 * h) * 16 * T, 6 * h * 16 * T2, 8 * h * 16 * T4});
+    const i64 m = std::max({h * 16 * T, 4 * h * 16 * T2, 8 * h * 16 * T4});
+    l.cols = take(scratch == ConvScratch::im2col ? im2col : scratch == ConvScratch::winograd ? v : 0);
+    l.winograd_m = take(scratch == ConvScratch::winograd ? m : 0);
     l.taps = take(std::max(4 * h * 4 * P4, 2 * h * 4 * P2));
     l.floats = at;
     // GroupNorm over C channels at P pixels: groups * chunks(C/groups * P) partials of 2 doubles.
     i64 partials = 0;
     for (const auto& [c, plane] : {std::pair{h, P}, std::pair{2 * h, P2}, std::pair{4 * h, P2}, std::pair{4 * h, P4},
                                    std::pair{8 * h, P4}})
-      partials = std::max(partials, groups_for(c) * group_chunks(c / groups_for(c) * plane) * 2);
+      partials = std::max(partials, group_norm_groups(c) * group_chunks(c / group_norm_groups(c) * plane) * 2);
     l.partial_doubles = partials;
     return l;
   }
@@ -480,7 +481,7 @@ template <class Exec>
 Status conv_block(Exec& ex, const Weights::Block& b, ChwView<const float> x, ChwView<float> tmp, ChwView<float> y,
                   const Buffers& buf, bool fused) {
   const ChwView<float> t = tmp.channel_slice(0, b.cout);
-  const i64 groups = groups_for(b.cout);
+  const i64 groups = group_norm_groups(b.cout);
   FE_TRY(conv3x3(ex, x, b.conv0, b.conv0_winograd, t, buf.cols, buf.winograd_m, fused));
   FE_TRY(ex.group_norm_elu(t, groups, b.norm1_w, b.norm1_b, buf.partials));
   FE_TRY(conv3x3(ex, t, b.conv3, b.conv3_winograd, y, buf.cols, buf.winograd_m, fused));
