@@ -7,6 +7,9 @@
   umbrella    include/ferrite/ferrite.hpp includes every public header (not backend/cuda/impl/*).
   nvcc        a .cu translation unit including the umbrella header compiles under nvcc (host code
               only; DESIGN: public headers compile with g++ alone and under nvcc).
+  layering    the one-way layer order (docs/architecture.md): no header includes a header of a
+              layer above its own, and nvcc-compiled CUDA code (backend/cuda/impl, src/*.cu)
+              includes no CPU library code (backend/cpu, xsimd, TBB).
 
 Headers are listed when the test runs (a glob of include/ferrite/**/*.hpp), so new headers are checked
 without touching the build files. Compiler and flags come from the build's own introspection data
@@ -104,6 +107,78 @@ def cmd_umbrella(args) -> int:
     return 1 if missing or stale else 0
 
 
+# The layer order, lowest first. A header may include its own layer and those below it. ops, io and
+# data are one layer (beside each other): they all sit on tensor/ and below nn/.
+LAYERS = ["core", "backend", "tensor", "ops|io|data", "nn", "optim", "models", "train", "bench"]
+# Not yet on the device-generic core (issue 9's QCA migration): the hand-written CUDA QCA stepper
+# still includes ops/ (conv, norm, pool shapes and CPU reference code). Listed here by name so that
+# nothing else can slip in, and removed when the QCA step moves onto ops/.
+LAYERING_EXCEPTIONS = {
+    "ferrite/backend/cuda/qca.hpp",
+    "ferrite/backend/cuda/impl/qca_impl.cuh",
+    "ferrite/backend/cuda/impl/qca_kernels.cuh",
+    "ferrite/backend/cuda/impl/qca_plan.hpp",
+    "ferrite/backend/cuda/impl/qca_session.cuh",
+}
+CPU_LIBRARY_RE = re.compile(r'^\s*#\s*include\s*[<"](ferrite/backend/cpu/[^">]+|xsimd/[^">]+|tbb/[^">]+)[">]', re.MULTILINE)
+
+
+def layer_of(header: str):
+    """The layer index of "ferrite/<dir>/..."; None for the umbrella header."""
+    parts = header.split("/")
+    if len(parts) < 3:
+        return None
+    for i, names in enumerate(LAYERS):
+        if parts[1] in names.split("|"):
+            return i
+    return -1
+
+
+def cmd_layering(args) -> int:
+    include_dir = Path(args.include_dir)
+    problems = []
+    files = sorted(include_dir.joinpath("ferrite").rglob("*"))
+    checked = 0
+    for path in files:
+        if path.suffix not in (".hpp", ".cuh"):
+            continue
+        header = path.relative_to(include_dir).as_posix()
+        own = layer_of(header)
+        if own is None:
+            continue
+        if own < 0:
+            problems.append(f"{header}: its folder is in no layer (add it to LAYERS in scripts/check_headers.py)")
+            continue
+        checked += 1
+        text = path.read_text()
+        if header in LAYERING_EXCEPTIONS:
+            continue
+        for inc in INCLUDE_RE.findall(text):
+            if not inc.startswith("ferrite/"):
+                continue
+            theirs = layer_of(inc)
+            if theirs is None or theirs > own:
+                problems.append(f"{header} ({LAYERS[own]}) includes {inc} ({'the umbrella' if theirs is None else LAYERS[theirs]}), "
+                                "a layer above its own")
+        if path.suffix == ".cuh" or "/backend/cuda/" in header:
+            for inc in CPU_LIBRARY_RE.findall(text):
+                problems.append(f"{header}: CUDA code includes CPU library code {inc}")
+    for cu in sorted(Path(args.src_dir).glob("*.cu")) if args.src_dir else []:
+        text = cu.read_text()
+        includes = INCLUDE_RE.findall(text)
+        if any(i in LAYERING_EXCEPTIONS for i in includes):
+            continue
+        for inc in includes:
+            if inc.startswith("ferrite/") and not inc.startswith(("ferrite/core/", "ferrite/backend/")):
+                problems.append(f"{cu.name}: a CUDA unit includes {inc} (only core/ and backend/)")
+        for inc in CPU_LIBRARY_RE.findall(text):
+            problems.append(f"{cu.name}: a CUDA unit includes CPU library code {inc}")
+    for p in problems:
+        print(p)
+    print(f"{checked} headers checked against the layer order {' -> '.join(LAYERS)}; {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def nvcc_flags(flags, ccbin):
     """The anchor target's g++ flags, rewritten for nvcc: preprocessor flags pass through, the rest
     (warnings, -march, -O) go to the host compiler with -Xcompiler so both passes see them."""
@@ -144,10 +219,12 @@ def cmd_nvcc(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("standalone", "umbrella", "nvcc"):
+    for name in ("standalone", "umbrella", "nvcc", "layering"):
         p = sub.add_parser(name)
         p.add_argument("--include-dir", required=True, help="the directory holding ferrite/")
-        if name != "umbrella":
+        if name == "layering":
+            p.add_argument("--src-dir", default="", help="the directory of the CUDA .cu units (src/)")
+        if name not in ("umbrella", "layering"):
             p.add_argument("--build-dir", required=True)
             p.add_argument("--target", required=True, help="a build target that depends on ferrite_dep")
         if name == "standalone":
@@ -157,7 +234,8 @@ def main() -> int:
             p.add_argument("--ccbin", default="", help="host compiler for nvcc (default: nvcc's own choice)")
             p.add_argument("source", help="the .cu file to compile")
     args = parser.parse_args()
-    return {"standalone": cmd_standalone, "umbrella": cmd_umbrella, "nvcc": cmd_nvcc}[args.command](args)
+    return {"standalone": cmd_standalone, "umbrella": cmd_umbrella, "nvcc": cmd_nvcc,
+            "layering": cmd_layering}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ fi
 
 if [ "$stage" = sanitize ] || [ "$stage" = all ]; then
   if command -v compute-sanitizer >/dev/null; then
-    small='CudaOps.*:CudaMemory.*:CudaMlpTrainer.ParametersRoundTripExactly:CudaMlpTrainer.OneStep*:CudaMlpTrainer.MaxSteps*'
+    small='AllBackends/BackendOps.*/cuda0'
     small+=':CudaQcaOps.*:CudaQcaStepper.MatchesTheCpuStepOnABatchOfNonSquareGrids:CudaQcaStepper.StateRoundTrips*'
     for tool in memcheck racecheck initcheck synccheck; do
       check "sanitize-$tool" compute-sanitizer --tool "$tool" --error-exitcode 1 "$bin/test_cuda" --gtest_filter="$small"
@@ -88,8 +88,8 @@ fi
 if [ "$stage" = bench ] || [ "$stage" = all ]; then
   check mnist-cuda-synthetic "$bin/mnist" --device cuda --json "$work/mnist-cuda-synthetic.json"
   metric "$work/mnist-cuda-synthetic.json"; validate "$work/mnist-cuda-synthetic.json"
-  check mnist-cuda-nographs "$bin/mnist" --device cuda --no-cuda-graphs --json "$work/mnist-cuda-nographs.json"
-  metric "$work/mnist-cuda-nographs.json"
+  check mnist-cuda-profile "$bin/mnist" --device cuda --profile 50 --json "$work/mnist-cuda-profile.json"
+  metric "$work/mnist-cuda-profile.json"
   check mnist-cuda-tf32 "$bin/mnist" --device cuda --tf32 --json "$work/mnist-cuda-tf32.json"
   metric "$work/mnist-cuda-tf32.json"
   check mnist-cpu-synthetic "$bin/mnist" --device cpu --json "$work/mnist-cpu-synthetic.json"

@@ -17,6 +17,7 @@
 #include "ferrite/data/synthetic.hpp"
 #include "ferrite/models/mlp.hpp"
 #include "ferrite/nn/loss.hpp"
+#include "ferrite/nn/parameter_store.hpp"
 #include "ferrite/optim/factory.hpp"
 
 namespace {
@@ -32,24 +33,29 @@ void mlp_step(benchmark::State& state) {
   const std::int64_t batch = 32, batches = 32;
   auto data = data::make_synthetic(batch * batches, 1, data::Split::train).value();
   auto model = models::make_mlp(784, {128, 64}, 10, 1).value();
-  auto optimizer = optim::make_optimizer(model.parameters(), {}).value();
+  auto params = model.parameters();
+  auto store = nn::ParameterStore::create(params).value();
+  auto optimizer = optim::make_optimizer(params, {}, &store).value();
+  Context ctx = Context::cpu();
   nn::CrossEntropyLoss loss;
   std::int64_t b = 0;
   for (auto _ : state) {
-    const auto x = data.image_matrix().row_slice(b * batch, batch);
-    const std::int32_t* y = data.label_data() + b * batch;
+    (void)ctx.begin_step();
+    const auto x = data.images.cref().rows(b * batch, batch);
+    const auto y = data.labels.cref().rows(b * batch, batch);
     b = (b + 1) % batches;
     if (phase != kForward && phase != kStep) state.PauseTiming();
-    auto logits = model.forward(x).value();
+    (void)optimizer->zero_grad();
+    auto logits = model.forward(ctx, x).value();
     if (phase == kLoss) state.ResumeTiming();
-    benchmark::DoNotOptimize(loss.forward(logits, y).value());
+    benchmark::DoNotOptimize(loss.forward(ctx, logits, y).value());
     auto dlogits = loss.backward().value();
     if (phase == kForward || phase == kLoss) state.PauseTiming();
     if (phase == kBackward) state.ResumeTiming();
-    (void)model.backward(dlogits).value();
+    (void)model.backward(ctx, dlogits).value();
     if (phase == kBackward) state.PauseTiming();
     if (phase == kAdam) state.ResumeTiming();
-    (void)optimizer->step();
+    (void)optimizer->step(ctx);
     if (phase == kForward || phase == kLoss || phase == kBackward) state.ResumeTiming();
   }
   state.counters["samples/s"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);

@@ -12,8 +12,9 @@ static Status run() {
   FE_TRY_ASSIGN(nn::Sequential model, models::make_mlp(train.features(), {32}, train.num_classes, 7));
   auto params = model.parameters();
   FE_TRY_ASSIGN(auto adam, optim::make_optimizer(params, optim::OptimizerOptions{}));  // Adam, lr 1e-3
-  FE_TRY_ASSIGN(auto history, train::train_classifier(model, *adam, train, {.batch = 32, .epochs = 1}));
-  FE_TRY_ASSIGN(auto eval, train::evaluate_classifier(model, train));
+  Context ctx = Context::cpu();  // Context::create(Device::cuda(0)) in a CUDA build: the same code
+  FE_TRY_ASSIGN(auto history, train::train_classifier(ctx, model, *adam, train, {.batch = 32, .epochs = 1}));
+  FE_TRY_ASSIGN(auto eval, train::evaluate_classifier(ctx, model, train));
   std::printf("consumer: 1 epoch, loss %.4f, train accuracy %.1f%%\n", history.epoch_loss.back(),
               100.0 * eval.accuracy);
 

@@ -3,7 +3,7 @@
 #include <type_traits>
 
 #include "ferrite/backend/devices.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/tensor/tensor.hpp"
 
 using namespace ferrite;
 

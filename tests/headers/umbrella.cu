@@ -16,12 +16,15 @@ ferrite::Status umbrella_host_smoke(const char* weights_path) {
   FE_TRY_ASSIGN(Tensor copy, t.clone());
   FE_TRY_ASSIGN(data::Dataset train, data::make_synthetic(64, 1, data::Split::train));
   FE_TRY_ASSIGN(nn::Sequential model, models::make_mlp(train.features(), {16}, train.num_classes, 1));
-  FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(model.parameters(), optim::OptimizerOptions{}));
+  auto params = model.parameters();
+  FE_TRY_ASSIGN(nn::ParameterStore store, nn::ParameterStore::create(params, Device::cpu()));
+  FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, optim::OptimizerOptions{}, &store));
+  FE_TRY_ASSIGN(Context ctx, Context::create(Device::cpu()));
   train::TrainOptions options;
   options.batch = 16;
   options.epochs = 1;
-  FE_TRY_ASSIGN(auto history, train::train_classifier(model, *optimizer, train, options));
-  FE_TRY_ASSIGN(auto eval, train::evaluate_classifier(model, train));
+  FE_TRY_ASSIGN(auto history, train::train_classifier(ctx, model, *optimizer, train, options));
+  FE_TRY_ASSIGN(auto eval, train::evaluate_classifier(ctx, model, train));
   (void)history;
   (void)eval;
   FE_TRY(nn::save_parameters(model.parameters(), weights_path));

@@ -238,20 +238,23 @@ std::vector<Comparison> run_mlp(const std::string& fixture, Build build, const M
   std::vector<std::int32_t> labels(labels64.data<std::int64_t>(),
                                    labels64.data<std::int64_t>() + labels64.numel());
 
-  auto logits = model.forward(x.mat<float>());
+  Context ctx = Context::cpu();
+  Tensor labels_t = Tensor::from_data<std::int32_t>({labels64.numel()}, labels.data(), labels64.numel()).value();
+  (void)nn::reset_gradients(params);
+  auto logits = model.forward(ctx, x.cref());
   if (!logits.ok()) {
     ADD_FAILURE() << logits.error().to_string();
     return out;
   }
-  out.push_back(compare("logits", logits->data, tensor(file, "logits"), tol.logits));
+  out.push_back(compare("logits", logits->ptr<float>(), tensor(file, "logits"), tol.logits));
 
   nn::CrossEntropyLoss criterion;
-  auto loss = criterion.forward(*logits, labels.data());
+  auto loss = criterion.forward(ctx, *logits, labels_t.cref());
   if (!loss.ok()) {
     ADD_FAILURE() << loss.error().to_string();
     return out;
   }
-  const float loss_f = static_cast<float>(*loss);
+  const float loss_f = *loss->ptr<float>();
   out.push_back(compare("loss", &loss_f, tensor(file, "loss"), tol.loss));
 
   auto dlogits = criterion.backward();
@@ -259,14 +262,14 @@ std::vector<Comparison> run_mlp(const std::string& fixture, Build build, const M
     ADD_FAILURE() << dlogits.error().to_string();
     return out;
   }
-  out.push_back(compare("grad.logits", dlogits->data, tensor(file, "grad.logits"), tol.grad_logits));
+  out.push_back(compare("grad.logits", dlogits->ptr<float>(), tensor(file, "grad.logits"), tol.grad_logits));
 
-  auto dx = model.backward(*dlogits);
+  auto dx = model.backward(ctx, *dlogits);
   if (!dx.ok()) {
     ADD_FAILURE() << dx.error().to_string();
     return out;
   }
-  out.push_back(compare("grad.input", dx->data, tensor(file, "grad.input"), tol.grad_input));
+  out.push_back(compare("grad.input", dx->ptr<float>(), tensor(file, "grad.input"), tol.grad_input));
   for (const auto& p : params)
     out.push_back(compare("grad." + p.name, p.grad->data<float>(), tensor(file, "grad." + p.name),
                           tol.grad_params));

@@ -1,5 +1,6 @@
 #pragma once
 // Which devices this build and machine can run on, and a check that names them when one is missing.
+// Backend level (core + backend/cuda/runtime.hpp only): the CUDA units call check_device too.
 #include <string>
 #include <vector>
 
@@ -28,7 +29,7 @@ inline Status check_device(Device device) {
     if (d == device) return {};
   std::string why;
   if (device.is_cuda() && !cuda::compiled_with_cuda())
-    why = "this build of ferrite has no CUDA backend (configure with -Dcuda=enabled on a machine with nvcc)";
+    why = cuda::detail::kNoCudaBackend;
   else if (device.is_cuda())
     why = "no CUDA device with index " + std::to_string(device.index) + " was found";
   else

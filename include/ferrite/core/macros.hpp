@@ -18,3 +18,20 @@
   auto tmp = (expr);                                       \
   if (!tmp.ok()) return std::move(tmp).error();            \
   decl = std::move(tmp).value()
+
+// FE_DETAIL_CUDA(op, device_index, expr): the one place where a build without the CUDA backend
+// differs. With FERRITE_WITH_CUDA it evaluates `expr` (a call into backend/cuda, a Status or Result);
+// without it `expr` is not even compiled and the result is device_unavailable naming the op and the
+// available devices. So the CUDA entry points need no hand-written stubs, and every op has the same
+// API on every build. (Needs backend/cuda/runtime.hpp included where it expands.)
+// FE_DETAIL_CUDA_RESULT(T, op, device_index, expr) is the same for an `expr` of type Result<T>.
+#if defined(FERRITE_WITH_CUDA)
+#define FE_DETAIL_CUDA(op, device_index, ...) (__VA_ARGS__)
+#define FE_DETAIL_CUDA_RESULT(T, op, device_index, ...) (__VA_ARGS__)
+#else
+#define FE_DETAIL_CUDA(op, device_index, ...) \
+  (static_cast<void>(sizeof((__VA_ARGS__))), ::ferrite::Status(::ferrite::cuda::detail::no_cuda_backend((op), (device_index))))
+#define FE_DETAIL_CUDA_RESULT(T, op, device_index, ...) \
+  (static_cast<void>(sizeof((__VA_ARGS__))),                 \
+   ::ferrite::Result<T>(::ferrite::cuda::detail::no_cuda_backend((op), (device_index))))
+#endif

@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "ferrite/core/result.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/tensor/tensor.hpp"
 
 namespace ferrite::data {
 

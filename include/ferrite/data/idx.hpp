@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "ferrite/core/result.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/tensor/tensor.hpp"
 #include "ferrite/data/dataset.hpp"
 
 namespace ferrite::data {

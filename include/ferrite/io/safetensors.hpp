@@ -49,7 +49,7 @@
 #include "ferrite/core/error.hpp"
 #include "ferrite/core/result.hpp"
 #include "ferrite/core/shape.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/tensor/tensor.hpp"
 #include "ferrite/io/file.hpp"
 #include "ferrite/io/half.hpp"
 

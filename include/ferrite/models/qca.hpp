@@ -24,12 +24,12 @@
 
 #include "ferrite/core/result.hpp"
 #include "ferrite/core/rng.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/tensor/tensor.hpp"
 #include "ferrite/io/safetensors.hpp"
 #include "ferrite/nn/init.hpp"
 #include "ferrite/nn/parameter.hpp"
 #include "ferrite/nn/state_dict.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 #include "ferrite/ops/conv.hpp"
 #include "ferrite/ops/norm.hpp"
 #include "ferrite/ops/pool.hpp"
@@ -182,7 +182,7 @@ class QcaUnet {
         const Tensor& w = *params[name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0 ? i - 1 : i].value;
         fan_in = w.dim(1) * w.dim(2) * w.dim(3);
       }
-      nn::init::uniform<float>(t, nn::init::default_bound(fan_in), seed, stream);
+      nn::init::uniform_as<float>(t, nn::init::default_bound(fan_in), seed, stream);
     }
   }
 

@@ -1,37 +1,33 @@
 #pragma once
-// ReLU as a module. Standalone it computes max(x, 0) into its own buffer; when Sequential fuses it
+// ReLU as a module. Standalone it computes max(x, 0) into the workspace; when Sequential fuses it
 // into the preceding Linear (bias + ReLU in one pass, mask applied inside Linear::backward) it
 // becomes a pass-through, keeping its index so parameter names stay PyTorch's ("0.", "2.", "4.").
-#include <algorithm>
 #include <string>
 
 #include "ferrite/nn/module.hpp"
-#include "ferrite/ops/nn_ops.hpp"
+#include "ferrite/ops/activation.hpp"
+#include "ferrite/ops/fill.hpp"
 
 namespace ferrite::nn {
 
-template <class T>
-class ReLUT final : public ModuleT<T> {
+class ReLU final : public Module {
  public:
-  Result<MatView<const T>> forward(MatView<const T> x) override {
+  Result<ConstTensorRef> forward(Context& ctx, ConstTensorRef x) override {
     if (fused_) return x;
-    FE_TRY_ASSIGN(MatView<T> y, detail::ensure_rows<T>(output_, x.rows, x.cols));
-    for (std::int64_t i = 0; i < x.rows; ++i) {
-      const T* xr = x.row(i);
-      T* yr = y.row(i);
-      for (std::int64_t j = 0; j < x.cols; ++j) yr[j] = std::max(xr[j], T(0));
-    }
-    output_view_ = y;
-    return MatView<const T>(y);
+    FE_TRY_ASSIGN(TensorRef y, ctx.workspace().allocate(x.shape, x.dtype));
+    FE_TRY(ops::copy(ctx, x, y));
+    FE_TRY(ops::bias_activation(ctx, y, {}, Activation::relu));
+    output_ = y;
+    return ConstTensorRef(y);
   }
 
-  Result<MatView<const T>> backward(MatView<const T> dy) override {
+  Result<ConstTensorRef> backward(Context& ctx, ConstTensorRef dy) override {
     if (fused_) return dy;
     if (!output_.defined())
       return make_error(ErrorCode::invalid_argument, "ReLU::backward", "backward called before forward");
-    FE_TRY_ASSIGN(MatView<T> dx, detail::ensure_rows<T>(grad_input_, dy.rows, dy.cols));
-    FE_TRY(relu_backward<T>(output_view_, dy, dx));
-    return MatView<const T>(dx);
+    FE_TRY_ASSIGN(TensorRef dx, ctx.workspace().allocate(dy.shape, dy.dtype));
+    FE_TRY(ops::relu_backward(ctx, output_, dy, dx));
+    return ConstTensorRef(dx);
   }
 
   std::string describe() const override { return fused_ ? "ReLU() (fused into previous Linear)" : "ReLU()"; }
@@ -40,10 +36,7 @@ class ReLUT final : public ModuleT<T> {
 
  private:
   bool fused_ = false;
-  Tensor output_, grad_input_;  // sized for the largest batch seen (detail::ensure_rows)
-  MatView<T> output_view_{};    // the rows of output_ the last forward wrote
+  ConstTensorRef output_{};
 };
-
-using ReLU = ReLUT<float>;
 
 }  // namespace ferrite::nn

@@ -1,113 +1,131 @@
 #pragma once
-// Linear: y[B, out] = x[B, in] · Wᵀ + b, W stored [out, in] like torch.nn.Linear.
-//   backward: dW[out, in] = dyᵀ[out, B] · x[B, in]   (TN gemm)
-//             db[out]     = column sums of dy
-//             dx[B, in]   = dy[B, out] · W[out, in] (NN gemm, skipped for the first layer)
-// An optional fused activation (ReLU) is applied with the bias in one pass; a model built by
-// make_mlp keeps PyTorch's layout (Linear, ReLU, Linear, …) and fuses where a ReLU follows.
+// Linear: y[.., out] = x[.., in] · Wᵀ + b, W stored [out, in] like torch.nn.Linear.
+//   backward: dW[out, in] += dyᵀ[out, B] · x[B, in]   (TN gemm; B = all leading dimensions)
+//             db[out]     += column sums of dy
+//             dx[.., in]   = dy[B, out] · W[out, in]  (NN gemm, skipped for the first layer)
+// An optional fused activation (ReLU) is applied with the bias in one pass (ops::bias_activation);
+// a model built by make_mlp keeps PyTorch's layout (Linear, ReLU, Linear, …) and fuses where a ReLU
+// follows. Runs on the device of the context it is given (its parameters must be there too).
 #include <cstdint>
 #include <string>
 
 #include "ferrite/nn/init.hpp"
 #include "ferrite/nn/module.hpp"
+#include "ferrite/ops/activation.hpp"
 #include "ferrite/ops/gemm.hpp"
-#include "ferrite/ops/nn_ops.hpp"
+#include "ferrite/ops/reduce.hpp"
 
 namespace ferrite::nn {
 
-template <class T>
-class LinearT final : public ModuleT<T> {
+namespace detail {
+// x[.., F] as [rows, F] (leading dimensions collapsed; a 2-D view is kept as is, strides and all).
+inline Result<ConstTensorRef> as_rows(const char* op, ConstTensorRef x) {
+  if (x.rank() == 2) return x;
+  if (x.rank() < 1) return make_error(ErrorCode::shape_mismatch, op, "input must have at least one dimension", x.describe());
+  const std::int64_t f = x.dim(-1);
+  return x.reshape({f ? x.numel() / f : 0, f});
+}
+inline Shape with_last(Shape s, std::int64_t last) {
+  s[s.rank() - 1] = last;
+  return s;
+}
+}  // namespace detail
+
+class Linear final : public Module {
  public:
-  static Result<LinearT> create(std::int64_t in_features, std::int64_t out_features, bool bias = true) {
+  static Result<Linear> create(std::int64_t in_features, std::int64_t out_features, bool bias = true,
+                               DType dtype = DType::f32) {
     if (in_features <= 0 || out_features <= 0)
       return make_error(ErrorCode::invalid_argument, "Linear",
-                        "features must be positive, got in=" + std::to_string(in_features) +
-                            " out=" + std::to_string(out_features));
-    LinearT l;
+                        fe_format("features must be positive, got in={} out={}", in_features, out_features));
+    if (dtype != DType::f32 && dtype != DType::f64)
+      return make_error(ErrorCode::unsupported, "Linear", fe_format("dtype {} (expected f32 or f64)", dtype_name(dtype)));
+    Linear l;
     l.in_ = in_features;
     l.out_ = out_features;
-    FE_TRY_ASSIGN(l.weight_, Tensor::zeros({out_features, in_features}, dtype_of<T>::value));
-    FE_TRY_ASSIGN(l.grad_weight_, Tensor::zeros({out_features, in_features}, dtype_of<T>::value));
+    FE_TRY_ASSIGN(l.weight_.value, Tensor::zeros({out_features, in_features}, dtype));
+    FE_TRY_ASSIGN(l.weight_.grad, Tensor::zeros({out_features, in_features}, dtype));
     if (bias) {
-      FE_TRY_ASSIGN(l.bias_, Tensor::zeros({out_features}, dtype_of<T>::value));
-      FE_TRY_ASSIGN(l.grad_bias_, Tensor::zeros({out_features}, dtype_of<T>::value));
+      FE_TRY_ASSIGN(l.bias_.value, Tensor::zeros({out_features}, dtype));
+      FE_TRY_ASSIGN(l.bias_.grad, Tensor::zeros({out_features}, dtype));
     }
     return l;
   }
 
   // PyTorch's default init from Philox(seed): weight on stream `stream`, bias on `stream + 1`.
+  // Host parameters (initialize, then move the model with a ParameterStore).
   void reset_parameters(std::uint64_t seed, std::uint64_t stream) {
     const double bound = init::default_bound(in_);
-    init::uniform<T>(weight_, bound, seed, stream);
-    if (bias_.defined()) init::uniform<T>(bias_, bound, seed, stream + 1);
+    init::uniform(weight_.value, bound, seed, stream);
+    if (has_bias()) init::uniform(bias_.value, bound, seed, stream + 1);
   }
 
   void set_activation(Activation act) noexcept { activation_ = act; }
   Activation activation() const noexcept { return activation_; }
 
-  Result<MatView<const T>> forward(MatView<const T> x) override {
-    if (x.cols != in_)
+  Result<ConstTensorRef> forward(Context& ctx, ConstTensorRef x) override {
+    if (x.rank() < 1 || x.dim(-1) != in_)
       return make_error(ErrorCode::shape_mismatch, "Linear::forward",
-                        "input has " + std::to_string(x.cols) + " features, expected " + std::to_string(in_),
-                        x.shape().to_string() + " x weight" + weight_.shape().to_string());
-    FE_TRY_ASSIGN(MatView<T> y, detail::ensure_rows<T>(output_, x.rows, out_));
-    FE_TRY(gemm<T>(Trans::no, Trans::yes, T(1), x, weight_.mat<T>(), T(0), y));
-    bias_activation<T>(y, bias_.defined() ? bias_.data<T>() : nullptr, activation_);
-    input_ = x;
-    output_view_ = y;
-    return MatView<const T>(y);
+                        fe_format("input has {} features, expected {}", x.rank() ? x.dim(-1) : 0, in_),
+                        x.describe() + " x weight " + weight_.value.describe());
+    FE_TRY_ASSIGN(input_, detail::as_rows("Linear::forward", x));
+    FE_TRY_ASSIGN(TensorRef y, ctx.workspace().allocate({input_.dim(0), out_}, weight_.value.dtype()));
+    FE_TRY(ops::gemm(ctx, Trans::no, Trans::yes, 1.0, input_, weight_.value.cref(), 0.0, y));
+    FE_TRY(ops::bias_activation(ctx, y, has_bias() ? bias_.value.cref() : ConstTensorRef{}, activation_));
+    output_ = y;
+    if (x.rank() == 2) return ConstTensorRef(y);
+    return ConstTensorRef(y).reshape(detail::with_last(x.shape, out_));
   }
 
-  Result<MatView<const T>> backward(MatView<const T> dy) override {
-    if (!input_.data)
+  Result<ConstTensorRef> backward(Context& ctx, ConstTensorRef dy_in) override {
+    if (!input_.defined())
       return make_error(ErrorCode::invalid_argument, "Linear::backward", "backward called before forward");
-    if (dy.rows != input_.rows || dy.cols != out_)
+    FE_TRY_ASSIGN(ConstTensorRef dy, detail::as_rows("Linear::backward", dy_in));
+    if (dy.shape != output_.shape)
       return make_error(ErrorCode::shape_mismatch, "Linear::backward",
                         "gradient shape does not match the output of the last forward",
-                        dy.shape().to_string() + " vs " + output_view_.shape().to_string());
-    MatView<const T> g = dy;
+                        dy_in.describe() + " vs " + output_.describe());
+    ConstTensorRef g = dy;
     if (activation_ == Activation::relu) {  // fused ReLU: mask the incoming gradient by the output
-      FE_TRY_ASSIGN(MatView<T> masked, detail::ensure_rows<T>(masked_grad_, dy.rows, out_));
-      FE_TRY(relu_backward<T>(output_view_, dy, masked));
+      FE_TRY_ASSIGN(TensorRef masked, ctx.workspace().allocate(dy.shape, dy.dtype));
+      FE_TRY(ops::relu_backward(ctx, output_, dy, masked));
       g = masked;
     }
-    FE_TRY(gemm<T>(Trans::yes, Trans::no, T(1), g, input_, T(0), grad_weight_.mat<T>()));
-    if (bias_.defined()) column_sums<T>(g, grad_bias_.data<T>());
-    if (!this->input_grad_) return MatView<const T>{};
-    FE_TRY_ASSIGN(MatView<T> dx, detail::ensure_rows<T>(grad_input_, dy.rows, in_));
-    FE_TRY(gemm<T>(Trans::no, Trans::no, T(1), g, weight_.mat<T>(), T(0), dx));
-    return MatView<const T>(dx);
+    FE_TRY(ops::gemm(ctx, Trans::yes, Trans::no, 1.0, g, input_, weight_.take_grad_beta(), weight_.grad.ref()));
+    if (has_bias()) FE_TRY(ops::column_sums(ctx, g, bias_.grad.ref(), bias_.take_grad_beta() != 0.0));
+    if (!this->input_grad_) return ConstTensorRef{};
+    FE_TRY_ASSIGN(TensorRef dx, ctx.workspace().allocate(input_.shape, input_.dtype));
+    FE_TRY(ops::gemm(ctx, Trans::no, Trans::no, 1.0, g, weight_.value.cref(), 0.0, dx));
+    if (dy_in.rank() == 2) return ConstTensorRef(dx);
+    return ConstTensorRef(dx).reshape(detail::with_last(dy_in.shape, in_));
   }
 
   void collect_parameters(const std::string& prefix, ParameterList& out) override {
-    out.push_back({prefix + "weight", &weight_, &grad_weight_});
-    if (bias_.defined()) out.push_back({prefix + "bias", &bias_, &grad_bias_});
+    out.push_back({prefix + "weight", &weight_.value, &weight_.grad, &weight_});
+    if (has_bias()) out.push_back({prefix + "bias", &bias_.value, &bias_.grad, &bias_});
   }
 
   std::string describe() const override {
-    return "Linear(in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
-           ", bias=" + (bias_.defined() ? "True" : "False") + ")" +
-           (activation_ == Activation::relu ? " + fused ReLU" : "");
+    return fe_format("Linear(in_features={}, out_features={}, bias={}){}", in_, out_, has_bias() ? "True" : "False",
+                     activation_ == Activation::relu ? " + fused ReLU" : "");
   }
 
   std::int64_t in_features() const noexcept { return in_; }
   std::int64_t out_features() const noexcept { return out_; }
-  Tensor& weight() noexcept { return weight_; }
-  Tensor& bias() noexcept { return bias_; }
-  Tensor& grad_weight() noexcept { return grad_weight_; }
-  Tensor& grad_bias() noexcept { return grad_bias_; }
+  bool has_bias() const noexcept { return bias_.value.defined(); }
+  Tensor& weight() noexcept { return weight_.value; }
+  Tensor& bias() noexcept { return bias_.value; }
+  Tensor& grad_weight() noexcept { return weight_.grad; }
+  Tensor& grad_bias() noexcept { return bias_.grad; }
 
  private:
-  LinearT() = default;
+  Linear() = default;
 
   std::int64_t in_ = 0, out_ = 0;
   Activation activation_ = Activation::none;
-  Tensor weight_, bias_, grad_weight_, grad_bias_;
-  Tensor output_, masked_grad_, grad_input_;  // sized for the largest batch seen (detail::ensure_rows)
-  MatView<T> output_view_{};                  // the rows of output_ the last forward wrote
-  MatView<const T> input_{};                  // borrowed from the caller between forward and backward
+  ParamSlot weight_, bias_;
+  ConstTensorRef input_{};   // [rows, in], borrowed from the caller between forward and backward
+  ConstTensorRef output_{};  // [rows, out] in the workspace
 };
-
-using Linear = LinearT<float>;
 
 }  // namespace ferrite::nn

@@ -1,42 +1,47 @@
 #pragma once
-// CrossEntropyLoss (mean), fused with softmax like torch.nn.CrossEntropyLoss on logits.
+// CrossEntropyLoss (mean), fused with softmax like torch.nn.CrossEntropyLoss on logits. In training
+// mode forward also computes d loss / d logits in the same pass (ops::softmax_cross_entropy), so
+// backward only hands it out; in eval mode it computes the loss alone.
 #include <cstdint>
 
 #include "ferrite/nn/module.hpp"
-#include "ferrite/ops/nn_ops.hpp"
+#include "ferrite/ops/loss.hpp"
 
 namespace ferrite::nn {
 
-template <class T>
-class CrossEntropyLossT {
+class CrossEntropyLoss {
  public:
-  // logits [B, C], labels [B] → mean loss. Saves softmax(logits) and the labels for backward.
-  Result<double> forward(MatView<const T> logits, const std::int32_t* labels) {
-    FE_TRY_ASSIGN(MatView<T> probs, detail::ensure_rows<T>(probs_, logits.rows, logits.cols));
-    FE_TRY_ASSIGN(double loss, softmax_cross_entropy<T>(logits, labels, probs));
-    probs_view_ = probs;
-    labels_ = labels;
-    return loss;
+  // logits [B, C], labels i32 [B] (on the context's device) → the mean loss, a one-element f32 view
+  // (in the workspace unless `loss_out` is given: e.g. a slot of a per-epoch device buffer, so that a
+  // GPU run reads its losses back once per epoch).
+  Result<ConstTensorRef> forward(Context& ctx, ConstTensorRef logits, ConstTensorRef labels, TensorRef loss_out = {}) {
+    if (!loss_out.defined()) {
+      FE_TRY_ASSIGN(loss_out, ctx.workspace().allocate({1}, DType::f32));
+    }
+    TensorRef dlogits{};
+    if (training_) {
+      FE_TRY_ASSIGN(dlogits, ctx.workspace().allocate(logits.shape, logits.dtype));
+    }
+    FE_TRY(ops::softmax_cross_entropy(ctx, logits, labels, loss_out, {}, dlogits));
+    dlogits_ = dlogits;
+    return ConstTensorRef(loss_out);
   }
 
-  // d mean-loss / d logits [B, C].
-  Result<MatView<const T>> backward() {
-    if (!labels_)
-      return make_error(ErrorCode::invalid_argument, "CrossEntropyLoss::backward", "backward called before forward");
-    FE_TRY_ASSIGN(MatView<T> grad, detail::ensure_rows<T>(grad_, probs_view_.rows, probs_view_.cols));
-    FE_TRY(softmax_cross_entropy_backward<T>(probs_view_, labels_, grad));
-    return MatView<const T>(grad);
+  // d mean-loss / d logits [B, C] of the last (training-mode) forward.
+  Result<ConstTensorRef> backward() const {
+    if (!dlogits_.defined())
+      return make_error(ErrorCode::invalid_argument, "CrossEntropyLoss::backward",
+                        "backward needs a forward in training mode first");
+    return dlogits_;
   }
 
-  // softmax(logits) of the last forward, [B, C].
-  MatView<const T> probabilities() const { return probs_view_; }
+  void train(bool on = true) noexcept { training_ = on; }
+  void eval() noexcept { training_ = false; }
+  bool training() const noexcept { return training_; }
 
  private:
-  Tensor probs_, grad_;  // sized for the largest batch seen (detail::ensure_rows)
-  MatView<T> probs_view_{};
-  const std::int32_t* labels_ = nullptr;
+  bool training_ = true;
+  ConstTensorRef dlogits_{};
 };
-
-using CrossEntropyLoss = CrossEntropyLossT<float>;
 
 }  // namespace ferrite::nn

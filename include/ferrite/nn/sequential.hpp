@@ -11,8 +11,7 @@
 
 namespace ferrite::nn {
 
-template <class T>
-class SequentialT final : public ModuleT<T> {
+class Sequential final : public Module {
  public:
   template <class M>
   M& add(M module) {
@@ -25,8 +24,8 @@ class SequentialT final : public ModuleT<T> {
   // Fuses every Linear immediately followed by a ReLU (bias + ReLU in one pass). Idempotent.
   void fuse_activations() {
     for (std::size_t i = 0; i + 1 < modules_.size(); ++i) {
-      auto* linear = dynamic_cast<LinearT<T>*>(modules_[i].get());
-      auto* relu = dynamic_cast<ReLUT<T>*>(modules_[i + 1].get());
+      auto* linear = dynamic_cast<Linear*>(modules_[i].get());
+      auto* relu = dynamic_cast<ReLU*>(modules_[i + 1].get());
       if (linear && relu && linear->activation() == Activation::none) {
         linear->set_activation(Activation::relu);
         relu->set_fused_into_previous(true);
@@ -34,19 +33,19 @@ class SequentialT final : public ModuleT<T> {
     }
   }
 
-  Result<MatView<const T>> forward(MatView<const T> x) override {
+  Result<ConstTensorRef> forward(Context& ctx, ConstTensorRef x) override {
     if (!modules_.empty()) modules_.front()->set_input_grad(this->input_grad_);
-    MatView<const T> h = x;
+    ConstTensorRef h = x;
     for (auto& m : modules_) {
-      FE_TRY_ASSIGN(h, m->forward(h));
+      FE_TRY_ASSIGN(h, m->forward(ctx, h));
     }
     return h;
   }
 
-  Result<MatView<const T>> backward(MatView<const T> dy) override {
-    MatView<const T> g = dy;
+  Result<ConstTensorRef> backward(Context& ctx, ConstTensorRef dy) override {
+    ConstTensorRef g = dy;
     for (auto it = modules_.rbegin(); it != modules_.rend(); ++it) {
-      FE_TRY_ASSIGN(g, (*it)->backward(g));
+      FE_TRY_ASSIGN(g, (*it)->backward(ctx, g));
     }
     return g;
   }
@@ -55,11 +54,8 @@ class SequentialT final : public ModuleT<T> {
     for (std::size_t i = 0; i < modules_.size(); ++i)
       modules_[i]->collect_parameters(prefix + std::to_string(i) + ".", out);
   }
-
-  ParameterList parameters() {
-    ParameterList list;
-    collect_parameters("", list);
-    return list;
+  void collect_buffers(const std::string& prefix, BufferList& out) override {
+    for (std::size_t i = 0; i < modules_.size(); ++i) modules_[i]->collect_buffers(prefix + std::to_string(i) + ".", out);
   }
 
   std::string describe() const override {
@@ -70,12 +66,15 @@ class SequentialT final : public ModuleT<T> {
   }
 
   std::size_t size() const noexcept { return modules_.size(); }
-  ModuleT<T>& operator[](std::size_t i) { return *modules_[i]; }
+  Module& operator[](std::size_t i) { return *modules_[i]; }
+
+ protected:
+  void on_mode_change(bool training) override {
+    for (auto& m : modules_) m->train(training);
+  }
 
  private:
-  std::vector<std::unique_ptr<ModuleT<T>>> modules_;
+  std::vector<std::unique_ptr<Module>> modules_;
 };
-
-using Sequential = SequentialT<float>;
 
 }  // namespace ferrite::nn

@@ -11,9 +11,19 @@
 
 namespace ferrite::nn {
 
+// Parameters on a GPU are copied to the host first.
 inline Status save_parameters(const ParameterList& params, const std::filesystem::path& path) {
   io::TensorRefs refs;
-  for (const auto& p : params) refs.emplace_back(p.name, p.value);
+  std::vector<Tensor> host_copies;
+  host_copies.reserve(params.size());
+  for (const auto& p : params) {
+    if (p.value->device().is_cpu()) {
+      refs.emplace_back(p.name, p.value);
+    } else {
+      FE_TRY_ASSIGN(host_copies.emplace_back(), p.value->to(Device::cpu()));
+      refs.emplace_back(p.name, &host_copies.back());
+    }
+  }
   return io::save_safetensors(path, refs, {{"format", "pt"}, {"producer", "ferrite"}});
 }
 
@@ -39,10 +49,7 @@ inline Status load_parameters(ParameterList& params, const io::SafetensorsFile& 
   }
   if (!problems.empty())
     return make_error(ErrorCode::invalid_argument, "load_parameters", source + ": " + problems);
-  for (auto& p : params) {
-    const Tensor* t = file.find(p.name);
-    if (p.value->nbytes()) std::memcpy(p.value->raw_data(), t->raw_data(), p.value->nbytes());
-  }
+  for (auto& p : params) FE_TRY(p.value->copy_from(*file.find(p.name)));  // host or device
   return {};
 }
 

@@ -35,8 +35,8 @@
 #include "ferrite/backend/cpu/gemm.hpp"
 #include "ferrite/backend/cpu/winograd.hpp"
 #include "ferrite/core/result.hpp"
-#include "ferrite/core/tensor.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/tensor/tensor.hpp"
+#include "ferrite/core/chw.hpp"
 
 namespace ferrite {
 

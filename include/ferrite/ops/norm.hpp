@@ -15,8 +15,8 @@
 #include <xsimd/xsimd.hpp>
 
 #include "ferrite/core/result.hpp"
-#include "ferrite/core/tensor.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/tensor/tensor.hpp"
+#include "ferrite/core/chw.hpp"
 #include "ferrite/ops/group_norm_groups.hpp"
 
 namespace ferrite {

@@ -10,7 +10,7 @@
 #include <tbb/parallel_for.h>
 
 #include "ferrite/core/result.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 
 namespace ferrite {
 

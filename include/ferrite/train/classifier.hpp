@@ -1,17 +1,29 @@
 #pragma once
-// The training loop for classifiers (bench/mnist and the tests use it): seeded batch order, explicit
-// forward / backward / optimizer step, per-step timing and loss, and evaluation. No allocation per step:
-// batch buffers live for the whole run and modules reuse theirs.
+// The training loop for classifiers (bench/mnist, the examples and the tests use it), on any device:
+// the context says where it runs. Seeded batch order (data::epoch_order), explicit forward /
+// backward / optimizer step, per-step loss and timing, and evaluation.
+//
+// Per step, all through ops on the context:
+//   ctx.begin_step()                     the workspace rewinds (same addresses every step)
+//   gather x[B, F], y[B] = rows order[b*B ..) of the resident set   (ops::gather_rows / gather_labels)
+//   logits = model.forward(x); loss + dlogits (fused, nn::CrossEntropyLoss); model.backward(dlogits)
+//   optimizer.step(ctx)                  one fused update over the ParameterStore
+// The training set is resident on the device (copied once; labels validated once, on the host). On
+// CUDA the steps are enqueued asynchronously, each loss lands in a per-epoch device buffer read back
+// once per epoch, and step times are CUDA events recorded between steps; on the CPU the loss is read
+// after every step and step times are wall clock.
 #include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "ferrite/bench/timer.hpp"
+#include "ferrite/core/clock.hpp"
 #include "ferrite/data/loader.hpp"
 #include "ferrite/nn/loss.hpp"
-#include "ferrite/nn/sequential.hpp"
+#include "ferrite/nn/module.hpp"
+#include "ferrite/ops/fill.hpp"
+#include "ferrite/ops/index.hpp"
 #include "ferrite/optim/optimizer.hpp"
 
 namespace ferrite::train {
@@ -25,55 +37,126 @@ struct TrainOptions {
 
 struct TrainHistory {
   std::vector<double> step_loss;      // mean loss of each batch, in order
-  std::vector<double> step_ms;        // wall time of each step (load + forward + backward + update)
+  std::vector<double> step_ms;        // time of each step (CPU: wall clock; CUDA: GPU time between events)
   std::vector<double> epoch_loss;     // mean of the epoch's batch losses
   std::vector<double> epoch_seconds;  // wall time of each epoch (everything in its steps)
   std::vector<std::int64_t> epoch_samples;
 };
 
-// Called after every step with (epoch, step within epoch, steps per epoch, loss).
+// Called after every step with (epoch, step within epoch, steps per epoch, loss). On CUDA, for every
+// step of an epoch once that epoch has finished.
 using StepCallback = std::function<void(std::int64_t, std::int64_t, std::int64_t, double)>;
 
-inline Result<TrainHistory> train_classifier(nn::Sequential& model, optim::Optimizer& optimizer,
+// A data set on the context's device: the host tensors themselves on the CPU, a copy on a GPU.
+class ResidentSet {
+ public:
+  static Result<ResidentSet> create(Context& ctx, const data::Dataset& set) {
+    ResidentSet r;
+    r.host_ = &set;
+    for (std::int64_t i = 0; i < set.size(); ++i) {
+      const std::int32_t l = set.label_data()[i];
+      if (l < 0 || l >= set.num_classes)
+        return make_error(ErrorCode::invalid_argument, "train",
+                          fe_format("label {} of sample {} in '{}' is outside [0, {})", l, i, set.name, set.num_classes));
+    }
+    if (ctx.device().is_cuda()) {
+      FE_TRY_ASSIGN(r.images_, set.images.to(ctx.device()));
+      FE_TRY_ASSIGN(r.labels_, set.labels.to(ctx.device()));
+    }
+    return r;
+  }
+  ConstTensorRef images() const { return images_.defined() ? images_.cref() : host_->images.cref(); }
+  ConstTensorRef labels() const { return labels_.defined() ? labels_.cref() : host_->labels.cref(); }
+  std::int64_t size() const noexcept { return host_->size(); }
+
+ private:
+  const data::Dataset* host_ = nullptr;
+  Tensor images_, labels_;  // GPU copies (empty on the CPU)
+};
+
+inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, optim::Optimizer& optimizer,
                                              const data::Dataset& train, const TrainOptions& options,
                                              const StepCallback& on_step = {}) {
   if (options.batch <= 0 || options.epochs < 0)
     return make_error(ErrorCode::invalid_argument, "train_classifier",
-                      "batch must be positive and epochs non-negative, got batch=" +
-                          std::to_string(options.batch) + " epochs=" + std::to_string(options.epochs));
-  if (train.size() == 0)
-    return make_error(ErrorCode::invalid_argument, "train_classifier", "the training set is empty");
-  FE_TRY_ASSIGN(Tensor images, Tensor::empty({options.batch, train.features()}));
-  FE_TRY_ASSIGN(Tensor labels, Tensor::empty({options.batch}, DType::i32));
+                      fe_format("batch must be positive and epochs non-negative, got batch={} epochs={}", options.batch,
+                                options.epochs));
+  if (train.size() == 0) return make_error(ErrorCode::invalid_argument, "train_classifier", "the training set is empty");
+  FE_TRY_ASSIGN(ResidentSet set, ResidentSet::create(ctx, train));
+  const bool cuda = ctx.device().is_cuda();
+  const std::int64_t n = train.size(), batches = data::num_batches(n, options.batch);
+  model.train();
   nn::CrossEntropyLoss loss_fn;
-  data::BatchLoader loader(train, options.batch, options.seed);
+  Tensor order_device, losses_device;
+  if (cuda) {
+    FE_TRY_ASSIGN(order_device, Tensor::empty({n}, DType::i32, ctx.device()));
+    FE_TRY_ASSIGN(losses_device, Tensor::zeros({batches}, DType::f32, ctx.device()));
+  }
   TrainHistory history;
   std::int64_t steps = 0;
   for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
-    loader.start_epoch(epoch);
-    const std::int64_t batches = loader.batches();
+    if (options.max_steps >= 0 && steps >= options.max_steps) break;
+    const std::vector<std::int32_t> order = data::epoch_order(n, options.seed, epoch);
+    ConstTensorRef order_ref(order.data(), DType::i32, Device::cpu(), {n});
+    Stopwatch epoch_clock;
+    if (cuda) {
+      FE_TRY(ops::copy(ctx, order_ref, order_device.ref()));
+      order_ref = order_device.cref();
+    }
+    std::vector<int> events;
     double loss_sum = 0;
     std::int64_t epoch_steps = 0, epoch_samples = 0;
-    bench::Stopwatch epoch_clock;
     for (std::int64_t b = 0; b < batches; ++b) {
       if (options.max_steps >= 0 && steps >= options.max_steps) break;
-      bench::Stopwatch step_clock;
-      FE_TRY_ASSIGN(const std::int64_t rows, loader.load(b, images.mat(), labels.data<std::int32_t>()));
-      const MatView<const float> x = images.mat().row_slice(0, rows);
-      FE_TRY_ASSIGN(const MatView<const float> logits, model.forward(x));
-      FE_TRY_ASSIGN(const double loss, loss_fn.forward(logits, labels.data<std::int32_t>()));
-      FE_TRY_ASSIGN(const MatView<const float> dlogits, loss_fn.backward());
-      FE_TRY(model.backward(dlogits));
-      FE_TRY(optimizer.step());
-      history.step_ms.push_back(step_clock.elapsed_ms());
-      history.step_loss.push_back(loss);
-      loss_sum += loss;
+      Stopwatch step_clock;
+      if (cuda) {
+        FE_TRY_ASSIGN(const int e, FE_DETAIL_CUDA_RESULT(int, "train", ctx.device().index, ctx.stream()->record_event()));
+        events.push_back(e);
+      }
+      FE_TRY(ctx.begin_step());
+      const std::int64_t rows = std::min(options.batch, n - b * options.batch);
+      const ConstTensorRef idx = order_ref.rows(b * options.batch, rows);
+      FE_TRY_ASSIGN(TensorRef x, ctx.workspace().allocate({rows, set.images().dim(1)}));
+      FE_TRY_ASSIGN(TensorRef y, ctx.workspace().allocate({rows}, DType::i32));
+      FE_TRY(ops::gather_rows(ctx, set.images(), idx, x));
+      FE_TRY(ops::gather_labels(ctx, set.labels(), idx, y));
+      FE_TRY(optimizer.zero_grad());
+      FE_TRY_ASSIGN(const ConstTensorRef logits, model.forward(ctx, x));
+      FE_TRY_ASSIGN(const ConstTensorRef loss, loss_fn.forward(ctx, logits, y, cuda ? losses_device.ref().rows(b, 1) : TensorRef{}));
+      FE_TRY_ASSIGN(const ConstTensorRef dlogits, loss_fn.backward());
+      FE_TRY(model.backward(ctx, dlogits));
+      FE_TRY(optimizer.step(ctx));
       ++epoch_steps;
       ++steps;
       epoch_samples += rows;
-      if (on_step) on_step(epoch, b, batches, loss);
+      if (!cuda) {
+        const double l = *loss.ptr<float>();
+        history.step_ms.push_back(step_clock.elapsed_ms());
+        history.step_loss.push_back(l);
+        loss_sum += l;
+        if (on_step) on_step(epoch, b, batches, l);
+      }
     }
     if (epoch_steps == 0) break;
+    if (cuda) {
+      FE_TRY_ASSIGN(const int e, FE_DETAIL_CUDA_RESULT(int, "train", ctx.device().index, ctx.stream()->record_event()));
+      events.push_back(e);
+      FE_TRY(ctx.synchronize());
+      std::vector<float> losses(static_cast<std::size_t>(epoch_steps));
+      FE_TRY(ops::copy(ctx, losses_device.cref().rows(0, epoch_steps),
+                       TensorRef(losses.data(), DType::f32, Device::cpu(), {epoch_steps})));
+      FE_TRY(ctx.synchronize());
+      for (std::int64_t s = 0; s < epoch_steps; ++s) {
+        FE_TRY_ASSIGN(const double ms, FE_DETAIL_CUDA_RESULT(double, "train", ctx.device().index,
+                                                      ctx.stream()->elapsed_ms(events[s], events[s + 1])));
+        const double l = losses[static_cast<std::size_t>(s)];
+        history.step_ms.push_back(ms);
+        history.step_loss.push_back(l);
+        loss_sum += l;
+        if (on_step) on_step(epoch, s, batches, l);
+      }
+      (void)FE_DETAIL_CUDA("train", ctx.device().index, (ctx.stream()->clear_events(), ok_status()));
+    }
     history.epoch_seconds.push_back(epoch_clock.elapsed_seconds());
     history.epoch_loss.push_back(loss_sum / double(epoch_steps));
     history.epoch_samples.push_back(epoch_samples);
@@ -86,22 +169,45 @@ struct Evaluation {
   double accuracy = 0;  // fraction of argmax == label
 };
 
-// Forward over the whole set in chunks of `batch` rows (no shuffling, no parameter change).
-inline Result<Evaluation> evaluate_classifier(nn::Sequential& model, const data::Dataset& set,
+// Forward over the whole set in chunks of `batch` rows in eval mode (no shuffling, no parameter
+// change); the model is back in training mode afterwards.
+inline Result<Evaluation> evaluate_classifier(Context& ctx, nn::Module& model, const data::Dataset& set,
                                               std::int64_t batch = 1000) {
-  if (set.size() == 0)
-    return make_error(ErrorCode::invalid_argument, "evaluate_classifier", "the evaluation set is empty");
+  if (set.size() == 0) return make_error(ErrorCode::invalid_argument, "evaluate_classifier", "the evaluation set is empty");
+  if (batch <= 0) return make_error(ErrorCode::invalid_argument, "evaluate_classifier", "batch must be positive");
+  FE_TRY_ASSIGN(ResidentSet resident, ResidentSet::create(ctx, set));
+  model.eval();
   nn::CrossEntropyLoss loss_fn;
+  loss_fn.eval();
   double loss_sum = 0;
   std::int64_t correct = 0;
-  const MatView<const float> all = set.image_matrix();
-  for (std::int64_t begin = 0; begin < set.size(); begin += batch) {
-    const std::int64_t rows = std::min(batch, set.size() - begin);
-    FE_TRY_ASSIGN(const MatView<const float> logits, model.forward(all.row_slice(begin, rows)));
-    FE_TRY_ASSIGN(const double loss, loss_fn.forward(logits, set.label_data() + begin));
-    loss_sum += loss * double(rows);
-    correct += data::correct_count(logits, set.label_data() + begin);
+  std::vector<float> host_logits;
+  Status failed = ok_status();
+  for (std::int64_t begin = 0; begin < set.size() && failed.ok(); begin += batch) {
+    failed = [&]() -> Status {
+      const std::int64_t rows = std::min(batch, set.size() - begin);
+      FE_TRY(ctx.begin_step());
+      FE_TRY_ASSIGN(const ConstTensorRef logits, model.forward(ctx, resident.images().rows(begin, rows)));
+      FE_TRY_ASSIGN(const ConstTensorRef loss, loss_fn.forward(ctx, logits, resident.labels().rows(begin, rows)));
+      float l = 0;
+      MatView<const float> z{};
+      if (ctx.device().is_cuda()) {
+        host_logits.resize(static_cast<std::size_t>(logits.numel()));
+        FE_TRY(ops::copy(ctx, loss, TensorRef(&l, DType::f32, Device::cpu(), {1})));
+        FE_TRY(ops::copy(ctx, logits, TensorRef(host_logits.data(), DType::f32, Device::cpu(), logits.shape)));
+        FE_TRY(ctx.synchronize());
+        z = {host_logits.data(), rows, logits.dim(1), logits.dim(1)};
+      } else {
+        l = *loss.ptr<float>();
+        FE_TRY_ASSIGN(z, logits.mat<float>("evaluate_classifier"));
+      }
+      loss_sum += double(l) * double(rows);
+      correct += data::correct_count(z, set.label_data() + begin);
+      return ok_status();
+    }();
   }
+  model.train();
+  FE_TRY(failed);
   return Evaluation{loss_sum / double(set.size()), double(correct) / double(set.size())};
 }
 

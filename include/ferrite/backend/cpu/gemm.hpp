@@ -27,7 +27,7 @@
 
 #include "ferrite/backend/cpu/gemm_kernel.hpp"
 #include "ferrite/backend/cpu/threading.hpp"
-#include "ferrite/ops/transpose.hpp"
+#include "ferrite/core/op_params.hpp"
 
 namespace ferrite::cpu {
 

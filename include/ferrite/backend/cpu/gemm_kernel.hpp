@@ -28,7 +28,7 @@
 #include <immintrin.h>
 #endif
 
-#include "ferrite/ops/transpose.hpp"
+#include "ferrite/core/op_params.hpp"
 
 namespace ferrite::cpu::gemm_detail {
 

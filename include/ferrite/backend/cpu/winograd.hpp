@@ -41,7 +41,7 @@
 #include "ferrite/backend/cpu/gemm.hpp"
 #include "ferrite/backend/cpu/gemm_kernel.hpp"
 #include "ferrite/backend/winograd_f23.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 
 namespace ferrite::cpu::winograd {
 

@@ -12,7 +12,10 @@
 //   peak_*     maxima since start or since reset_peak_memory_stats()
 // "Peak device memory" in the benchmark JSON is peak_allocated, as torch.cuda.max_memory_allocated.
 //
-// Without FERRITE_WITH_CUDA every function returns device_unavailable.
+// Definitions: impl/runtime.cuh (src/cuda_runtime.cu, library ferrite_cuda). Without
+// FERRITE_WITH_CUDA every function here returns device_unavailable, except copy_blocking and
+// memset_blocking, which are declared but defined only with the backend (the op layer reaches them
+// through FE_DETAIL_CUDA, core/macros.hpp, which never calls them in a build without it).
 #include <cstdint>
 #include <utility>
 
@@ -84,10 +87,19 @@ class DeviceBuffer {
   int device_ = 0;
 };
 
+// Blocking copy of `bytes` bytes (cudaMemcpy with GPU `device` current): each side is device memory
+// of ferrite's or host memory (pageable or pinned) as the flags say. Returns when the bytes have
+// landed. Not ordered with any cuda::Stream: synchronize the streams that use either side first.
+Status copy_blocking(void* dst, bool dst_on_device, const void* src, bool src_on_device, std::int64_t bytes,
+                     int device);
+// Blocking cudaMemset of `bytes` bytes of device memory on GPU `device` to the byte `value`.
+Status memset_blocking(void* dst, int value, std::int64_t bytes, int device);
+
 #if defined(FERRITE_WITH_CUDA)
 Result<MemoryStats> memory_stats(int device = 0);
 Status reset_peak_memory_stats(int device = 0);  // peaks := current values
 Status empty_cache(int device = 0);              // cudaFree every cached (unallocated) block
+
 #else
 inline Result<MemoryStats> memory_stats(int device = 0) {
   return detail::no_cuda_backend("cuda::memory_stats", device);

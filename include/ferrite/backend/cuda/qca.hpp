@@ -25,6 +25,10 @@
 // The per-op entry points below (cuda::ops::conv2d, group_norm, ...) take host data, upload, run the
 // same kernels, download and synchronize: they exist so that each kernel can be checked against its
 // CPU oracle (tests/backend/cuda/test_cuda_qca.cpp); they are not a fast path.
+//
+// Definitions: impl/qca_impl.cuh, compiled as src/cuda_qca.cu into the library ferrite_cuda. QCA is
+// not on the op layer yet: this header and its unit are the CUDA backend's one exception to the layer
+// order (they include models/ and ops/), until QCA is migrated.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,12 +36,11 @@
 #include <vector>
 
 #include "ferrite/backend/cuda/memory.hpp"
-#include "ferrite/backend/cuda/ops.hpp"
 #include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/core/result.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/core/view.hpp"
 #include "ferrite/models/qca.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 #include "ferrite/ops/conv.hpp"
 #include "ferrite/ops/norm.hpp"
 
@@ -119,6 +122,12 @@ class QcaStepper {
 };
 
 namespace ops {
+
+// Device and TF32 setting of the per-op entry points that run SGEMMs.
+struct GemmOptions {
+  int device = 0;
+  bool allow_tf32 = false;  // off: full FP32 products, as the CPU (CUBLAS_DEFAULT_MATH)
+};
 
 #if defined(FERRITE_WITH_CUDA)
 // conv2d of ops/conv.hpp on the GPU for k = 3 (by `algorithm`) and k = 1 (SGEMM); bias optional.

@@ -1,10 +1,11 @@
 #pragma once
 // Host-side CUDA runtime queries. No CUDA types here: this header compiles with g++ alone.
 //
-// With FERRITE_WITH_CUDA defined, the definitions come from the CUDA translation unit of the build
-// (src/ferrite_cuda.cu, which includes backend/cuda/impl/implementation.cuh; meson's ferrite_cuda
-// dependency defines FERRITE_WITH_CUDA and links it). Without it, the same API exists: no device is
-// reported and every call that needs one returns device_unavailable naming the available devices.
+// With FERRITE_WITH_CUDA defined, the definitions come from the CUDA library of the build
+// (impl/runtime.cuh, compiled by nvcc as src/cuda_runtime.cu into the static library ferrite_cuda;
+// meson's ferrite_cuda dependency defines FERRITE_WITH_CUDA and links it). Without it, the same API
+// exists: no device is reported and every call that needs one returns device_unavailable naming
+// the available devices.
 #include <cstdint>
 #include <string>
 

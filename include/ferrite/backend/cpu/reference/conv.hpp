@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 
 namespace ferrite::cpu::reference {
 

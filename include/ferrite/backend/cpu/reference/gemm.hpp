@@ -5,8 +5,8 @@
 // (NaNs in C do not propagate), as BLAS does.
 #include <cstdint>
 
-#include "ferrite/core/tensor.hpp"
-#include "ferrite/ops/transpose.hpp"
+#include "ferrite/core/view.hpp"
+#include "ferrite/core/op_params.hpp"
 
 namespace ferrite::cpu::reference {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/core/view.hpp"
 
 namespace ferrite::cpu::reference {
 

@@ -1,6 +1,7 @@
 #pragma once
-// The caching device allocator (one per GPU) and pinned host buffers (nvcc only; part of
-// implementation.cuh). Policy and statistics: see backend/cuda/memory.hpp.
+// The caching device allocator (one per GPU) and pinned host buffers (nvcc only). Policy and
+// statistics: see backend/cuda/memory.hpp. Only impl/runtime.cuh (src/cuda_runtime.cu) includes it:
+// every other unit allocates through cuda::DeviceBuffer.
 #include <cuda_runtime.h>
 
 #include <cstddef>

@@ -1,6 +1,6 @@
 #pragma once
-// CUDA status codes as ferrite Errors (nvcc only; part of implementation.cuh); cuBLAS's are in
-// cublas_loader.cuh.
+// CUDA status codes as ferrite Errors, and DeviceGuard (nvcc only; every CUDA unit includes it);
+// cuBLAS's status codes are in cublas_loader.cuh.
 // Every failure names the operation that failed and the library's own name and text for the code:
 //   "cudaMemcpyAsync(order): cuda: cudaErrorIllegalAddress: an illegal memory access was encountered"
 #include <cuda_runtime.h>

@@ -1,5 +1,5 @@
 #pragma once
-// cuBLAS, loaded on first use (dlopen) instead of linked (nvcc only; part of implementation.cuh).
+// cuBLAS, loaded on first use (dlopen) instead of linked (nvcc only; impl/handles.cuh's Blas uses it).
 //
 // Why: merely linking libcublas (+ libcublasLt) costs every process ~150 MB of resident memory at
 // start-up (measured here: max RSS 155 MiB for an empty main linked with -lcublas, 1.4 MiB with

@@ -1,6 +1,7 @@
 #pragma once
-// RAII owners of CUDA and cuBLAS handles, and the row-major SGEMM (nvcc only; part of
-// implementation.cuh).
+// RAII owners of CUDA and cuBLAS handles (stream, event, graph; Blas = a cuBLAS handle with its own
+// workspace) and the row-major SGEMMs on device pointers (nvcc only). Used by cuda::Stream
+// (impl/stream.cuh, impl/runtime.cuh), kernels::sgemm (impl/gemm.cuh) and the QCA unit.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -14,7 +15,7 @@
 #include "ferrite/backend/cuda/impl/cublas_loader.cuh"
 #include "ferrite/backend/cuda/memory.hpp"
 #include "ferrite/core/result.hpp"
-#include "ferrite/ops/transpose.hpp"
+#include "ferrite/core/op_params.hpp"
 
 namespace ferrite::cuda::detail {
 
@@ -44,7 +45,7 @@ class CudaHandle {
   H h_{};
 };
 
-using Stream = CudaHandle<cudaStream_t, cudaStreamDestroy>;
+using StreamHandle = CudaHandle<cudaStream_t, cudaStreamDestroy>;  // not cuda::Stream (stream.hpp)
 using Event = CudaHandle<cudaEvent_t, cudaEventDestroy>;
 using Graph = CudaHandle<cudaGraph_t, cudaGraphDestroy>;
 using GraphExec = CudaHandle<cudaGraphExec_t, cudaGraphExecDestroy>;
@@ -66,10 +67,10 @@ Result<GraphExec> capture_graph(cudaStream_t s, const char* what, Enqueue&& enqu
 }
 
 // A non-blocking stream: it does not synchronize with the legacy default stream.
-inline Result<Stream> make_stream() {
+inline Result<StreamHandle> make_stream() {
   cudaStream_t s = nullptr;
   FE_TRY(check_cuda("cudaStreamCreateWithFlags", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)));
-  return Stream(s);
+  return StreamHandle(s);
 }
 
 inline Result<Event> make_event() {

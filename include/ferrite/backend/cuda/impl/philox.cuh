@@ -1,6 +1,6 @@
 #pragma once
 // Philox4x32-10 for device code: the same function as ferrite::Philox (core/rng.hpp), written
-// without std::array so that it runs on the GPU. constexpr on both sides, so implementation.cuh
+// without std::array so that it runs on the GPU. constexpr on both sides, so impl/random.cuh
 // checks at compile time that the two agree (static_assert on several keys and counters), and the
 // cuda test suite compares whole streams generated on the GPU with the CPU's.
 #include <cstdint>

@@ -1,6 +1,12 @@
 #pragma once
-// Definitions of backend/cuda/qca.hpp (nvcc only; included at the end of implementation.cuh, which
-// defines the OpSession and helpers used here).
+// Definitions of backend/cuda/qca.hpp (nvcc only; included by exactly one translation unit,
+// src/cuda_qca.cu). The per-op entry points run on impl/qca_session.cuh's OpSession. This unit is
+// the CUDA backend's one exception to the layer order: it includes ops/ and models/ (the QCA law and
+// its CPU checks), so it is compiled with the C++ build's host flags (src/meson.build).
+#if !defined(FERRITE_WITH_CUDA)
+#error "ferrite/backend/cuda/impl/qca_impl.cuh needs FERRITE_WITH_CUDA defined (for the whole program)"
+#endif
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -16,7 +22,9 @@
 #include "ferrite/backend/cuda/impl/handles.cuh"
 #include "ferrite/backend/cuda/impl/qca_kernels.cuh"
 #include "ferrite/backend/cuda/impl/qca_plan.hpp"
+#include "ferrite/backend/cuda/impl/qca_session.cuh"
 #include "ferrite/backend/cuda/qca.hpp"
+#include "ferrite/backend/devices.hpp"
 #include "ferrite/ops/conv.hpp"
 #include "ferrite/ops/pool.hpp"
 
@@ -38,7 +46,7 @@ struct QcaStepper::Impl {
   qca_plan::Buffers buffers;
 
   // Declared first, destroyed last: everything below is released after ~Impl synchronized it.
-  detail::Stream stream;
+  detail::StreamHandle stream;
   detail::Blas blas;
   DeviceBuffer params;    // the law's tensors, each at a 64-float aligned offset
   DeviceBuffer arena;     // layout.floats: every activation buffer of one sample

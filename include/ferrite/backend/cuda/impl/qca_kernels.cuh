@@ -1,7 +1,7 @@
 #pragma once
 // The QCA step's CUDA kernels and DeviceExecutor, the GPU executor of impl/qca_plan.hpp (nvcc only;
-// part of implementation.cuh). Every kernel evaluates one of the plan's per-element functions, so
-// the arithmetic is the one the host emulation checks against the CPU model and PyTorch
+// part of the QCA unit, src/cuda_qca.cu). Every kernel evaluates one of the plan's per-element
+// functions, so the arithmetic is the one the host emulation checks against the CPU model and PyTorch
 // (tests/backend/cuda/test_qca_plan.cpp); suite `cuda` checks each launch against the CPU oracles on
 // a GPU (tests/backend/cuda/test_cuda_qca.cpp).
 //
@@ -25,7 +25,7 @@
 #include "ferrite/backend/cuda/impl/handles.cuh"
 #include "ferrite/backend/cuda/impl/qca_plan.hpp"
 #include "ferrite/core/result.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 
 namespace ferrite::cuda::qca_kernels {
 

@@ -33,9 +33,9 @@
 
 #include "ferrite/backend/winograd_f23.hpp"
 #include "ferrite/core/result.hpp"
-#include "ferrite/ops/chw.hpp"
+#include "ferrite/core/chw.hpp"
 #include "ferrite/ops/group_norm_groups.hpp"
-#include "ferrite/ops/transpose.hpp"
+#include "ferrite/core/op_params.hpp"
 
 // Internal: functions shared by kernels and host code. Undefined at the end of this header.
 #if defined(__CUDACC__)

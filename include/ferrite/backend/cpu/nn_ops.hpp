@@ -1,6 +1,7 @@
 #pragma once
-// The small per-element and per-row ops of neural-network layers, shape-checked, CPU.
-// Each has a scalar oracle in backend/cpu/reference/nn_ops.hpp. These loops are written so that
+// The small per-element and per-row kernels of neural-network layers on the CPU, for T = float (the
+// fast path) and T = double (the f64 reference of the op layer; also the scalar oracles in
+// backend/cpu/reference/nn_ops.hpp check them). The op layer (ops/) checks shapes first. These loops are written so that
 // the compiler vectorizes them (contiguous inner loops, no aliasing through the views' rows) and
 // keep a fixed accumulation order, so results never depend on the thread count.
 #include <cmath>
@@ -9,11 +10,10 @@
 #include <string>
 
 #include "ferrite/core/result.hpp"
-#include "ferrite/core/tensor.hpp"
+#include "ferrite/core/op_params.hpp"
+#include "ferrite/core/view.hpp"
 
-namespace ferrite {
-
-enum class Activation { none, relu };
+namespace ferrite::cpu {
 
 namespace detail {
 template <class A, class B>
@@ -65,8 +65,17 @@ Status relu_backward(MatView<const T> y, MatView<const T> dy, MatView<T> dx) {
 }
 
 // out[N] = sum over rows of x[B, N]; rows are added in order 0..B-1 (vectorized across columns).
+// accumulate: out[N] += the sums (added after the sums are formed, so += of a zeroed out equals =).
 template <class T>
-void column_sums(MatView<const T> x, T* __restrict out) {
+void column_sums(MatView<const T> x, T* __restrict out, bool accumulate = false) {
+  if (accumulate) {
+    for (std::int64_t j = 0; j < x.cols; ++j) {
+      T s = T(0);
+      for (std::int64_t i = 0; i < x.rows; ++i) s += x(i, j);
+      out[j] += s;
+    }
+    return;
+  }
   for (std::int64_t j = 0; j < x.cols; ++j) out[j] = T(0);
   for (std::int64_t i = 0; i < x.rows; ++i) {
     const T* __restrict r = x.row(i);
@@ -116,4 +125,4 @@ Status softmax_cross_entropy_backward(MatView<const T> probs, const std::int32_t
   return {};
 }
 
-}  // namespace ferrite
+}  // namespace ferrite::cpu

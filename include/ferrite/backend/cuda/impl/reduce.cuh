@@ -1,0 +1,76 @@
+#pragma once
+// kernels::column_sums (backend/cuda/kernels.hpp), plain or fused with the ReLU mask: the bias
+// gradient of Linear (nvcc only; included by src/cuda_reduce.cu alone). CPU oracle:
+// cpu::column_sums (backend/cpu/nn_ops.hpp) and, for the mask, cpu::relu_backward.
+//
+// Determinism: no atomics. Block (32, 8) covers 32 columns: thread (tx, ty) adds rows ty, ty + 8,
+// ty + 16, ... of column tx in that order (__fadd_rn, never contracted), then thread ty = 0 adds
+// the 8 partial sums in index order; accumulate adds the finished sum to out (out + s, as the CPU).
+// The order depends on the sizes alone, so runs are bit-identical; against the CPU (rows added
+// 0..B-1) the sums differ by float rounding only.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "ferrite/backend/cuda/impl/check.cuh"
+#include "ferrite/backend/cuda/impl/stream.cuh"
+#include "ferrite/backend/cuda/kernels.hpp"
+#include "ferrite/core/result.hpp"
+
+namespace ferrite::cuda::kernels {
+
+namespace {
+
+inline constexpr int kSumCols = 32, kSumRows = 8;
+
+// g = x (kRelu = false) or g = x * (y > 0) (kRelu = true; then g is also stored to masked when it is
+// not null; masked may alias x: each element is read and written by the same thread).
+template <bool kRelu>
+__global__ void column_sums_kernel(const float* x, i64 ldx, i64 rows, i64 cols, float* __restrict__ out,
+                                   bool accumulate, const float* __restrict__ y, i64 ldy, float* masked, i64 ldm) {
+  __shared__ float partial[kSumRows][kSumCols + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const i64 j = blockIdx.x * i64{kSumCols} + tx;
+  float acc = 0.f;
+  if (j < cols) {
+    for (i64 i = ty; i < rows; i += kSumRows) {
+      float g = x[i * ldx + j];
+      if constexpr (kRelu) {
+        g = y[i * ldy + j] > 0.f ? g : 0.f;
+        if (masked) masked[i * ldm + j] = g;
+      }
+      acc = __fadd_rn(acc, g);
+    }
+  }
+  partial[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && j < cols) {
+    float s = partial[0][tx];
+    for (int k = 1; k < kSumRows; ++k) s = __fadd_rn(s, partial[k][tx]);
+    out[j] = accumulate ? __fadd_rn(out[j], s) : s;
+  }
+}
+
+}  // namespace
+
+Status column_sums(const Stream& s, const float* x, i64 ldx, i64 rows, i64 cols, float* out, bool accumulate,
+                   const float* relu_y, i64 ldy, float* masked, i64 ldm) {
+  if (cols <= 0) return ok_status();
+  if (rows < 0) rows = 0;  // sums of no rows: out = 0 (or unchanged with accumulate)
+  const i64 grid = (cols + kSumCols - 1) / kSumCols;
+  if (grid > 0x7fffffff)
+    return make_error(ErrorCode::unsupported, "cuda::kernels::column_sums",
+                      std::to_string(cols) + " columns exceed the launch grid");
+  FE_TRY_ASSIGN(auto guard, detail::enter(s));
+  const dim3 block(kSumCols, kSumRows);
+  if (relu_y)
+    column_sums_kernel<true><<<static_cast<unsigned>(grid), block, 0, detail::raw_stream(s)>>>(
+        x, ldx, rows, cols, out, accumulate, relu_y, ldy, masked, ldm);
+  else
+    column_sums_kernel<false><<<static_cast<unsigned>(grid), block, 0, detail::raw_stream(s)>>>(
+        x, ldx, rows, cols, out, accumulate, nullptr, 0, nullptr, 0);
+  return detail::check_launch("column_sums_kernel");
+}
+
+}  // namespace ferrite::cuda::kernels

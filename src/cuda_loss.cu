@@ -1,0 +1,3 @@
+// kernels::softmax_cross_entropy (backend/cuda/kernels.hpp).
+// Compiled by nvcc with -DFERRITE_WITH_CUDA into the static library ferrite_cuda (src/meson.build).
+#include "ferrite/backend/cuda/impl/loss.cuh"

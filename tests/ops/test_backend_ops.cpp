@@ -1,0 +1,379 @@
+// The backend-ops suite (in the spirit of ggml's test-backend-ops): every op of ops/ on every
+// backend this build and machine have, against the f64 reference, on odd sizes and strided views;
+// backward of every op that has one against central finite differences in double. The same file is
+// compiled into test_ops (CPU build: the cuda cases skip, saying why) and into test_cuda (linked with
+// the CUDA backend: they run wherever cudaGetDeviceCount finds a GPU).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ferrite/backend/cpu/reference/nn_ops.hpp"
+#include "ferrite/backend/devices.hpp"
+#include "ferrite/core/rng.hpp"
+#include "ferrite/ops/activation.hpp"
+#include "ferrite/ops/fill.hpp"
+#include "ferrite/ops/gemm.hpp"
+#include "ferrite/ops/index.hpp"
+#include "ferrite/ops/loss.hpp"
+#include "ferrite/ops/optimizer.hpp"
+#include "ferrite/ops/reduce.hpp"
+#include "ferrite/optim/reference.hpp"
+
+using namespace ferrite;
+
+namespace {
+
+// Random normal f64 host tensor.
+Tensor randn64(Shape shape, std::uint64_t stream, double scale = 1.0) {
+  auto t = Tensor::empty(shape, DType::f64).value();
+  Philox rng(5, stream);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<double>()[i] = scale * rng.normal(static_cast<std::uint64_t>(i));
+  return t;
+}
+// The f64 tensor rounded to f32 (the backends' input) — and the f64 tensor replaced by exactly
+// those values, so that reference and backend start from the same numbers.
+Tensor to_f32(Tensor& t64) {
+  auto t = Tensor::empty(t64.shape(), DType::f32).value();
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    t.data<float>()[i] = static_cast<float>(t64.data<double>()[i]);
+    t64.data<double>()[i] = t.data<float>()[i];
+  }
+  return t;
+}
+std::vector<double> to_host(const Tensor& t) {
+  Tensor h = t.to(Device::cpu()).value();
+  std::vector<double> v(static_cast<std::size_t>(h.numel()));
+  for (std::int64_t i = 0; i < h.numel(); ++i)
+    v[static_cast<std::size_t>(i)] = h.dtype() == DType::f64 ? h.data<double>()[i] : h.data<float>()[i];
+  return v;
+}
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rtol, double atol,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], atol + rtol * std::fabs(want[i])) << what << " [" << i << "]";
+}
+
+const std::vector<std::pair<std::int64_t, std::int64_t>> kSizes{{1, 1}, {1, 17}, {3, 10}, {7, 33}, {32, 128}, {33, 65}, {100, 3}};
+
+}  // namespace
+
+class BackendOps : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override {
+    const Device d = GetParam();
+    const Status ok = check_device(d);
+    if (!ok.ok()) GTEST_SKIP() << "skipped: " << ok.error().to_string();
+    ctx_ = std::make_unique<Context>(Context::create(d).value());
+  }
+  Context& ctx() { return *ctx_; }
+  Device device() const { return GetParam(); }
+  // f32 on the backend, from an f64 host tensor (rounded in place, see to_f32).
+  Tensor up(Tensor& t64) { return to_f32(t64).to(device()).value(); }
+  Tensor up_i32(const std::vector<std::int32_t>& v) {
+    return Tensor::from_data<std::int32_t>({static_cast<std::int64_t>(v.size())}, v.data(),
+                                           static_cast<std::int64_t>(v.size()), device())
+        .value();
+  }
+  Context& ref_ctx() { return ref_ctx_; }
+  Status sync() { return ctx().synchronize(); }
+
+ private:
+  std::unique_ptr<Context> ctx_;
+  Context ref_ctx_ = Context::cpu();
+};
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, BackendOps, ::testing::Values(Device::cpu(), Device::cuda(0)),
+                         [](const auto& info) { return info.param.is_cpu() ? std::string("cpu") : std::string("cuda0"); });
+
+TEST_P(BackendOps, GemmAllTransposesOddSizesAndViews) {
+  // (m, n, k) odd and tiny/large, all four transposes, beta 0 and 1, operands given as transposed
+  // views (strides [1, ld]) as well as stored.
+  for (auto [m, n, k] : std::vector<std::tuple<int, int, int>>{{1, 1, 1}, {3, 5, 7}, {17, 33, 9}, {64, 48, 130}, {129, 65, 31}})
+    for (Trans ta : {Trans::no, Trans::yes})
+      for (Trans tb : {Trans::no, Trans::yes})
+        for (double beta : {0.0, 1.0})
+          for (bool views : {false, true}) {
+            // Stored shapes for op(A) [m, k], op(B) [k, n]; `views` stores the other way and passes a transpose.
+            const bool sa = (ta == Trans::yes) != views, sb = (tb == Trans::yes) != views;
+            Tensor a64 = randn64(sa ? Shape{k, m} : Shape{m, k}, 1), b64 = randn64(sb ? Shape{n, k} : Shape{k, n}, 2);
+            Tensor c64 = randn64({m, n}, 3);
+            Tensor a = up(a64), b = up(b64), c = up(c64);
+            auto aref = views ? a.cref().transpose() : a.cref();
+            auto bref = views ? b.cref().transpose() : b.cref();
+            auto a64ref = views ? a64.cref().transpose() : a64.cref();
+            auto b64ref = views ? b64.cref().transpose() : b64.cref();
+            ASSERT_TRUE(ops::gemm(ctx(), ta, tb, 0.5, aref, bref, beta, c.ref()).ok());
+            ASSERT_TRUE(ops::gemm(ref_ctx(), ta, tb, 0.5, a64ref, b64ref, beta, c64.ref()).ok());
+            ASSERT_TRUE(sync().ok());
+            expect_close(to_host(c), to_host(c64), 1e-5, 1e-5 * std::sqrt(double(k)),
+                         "gemm m" + std::to_string(m) + " n" + std::to_string(n) + " k" + std::to_string(k));
+          }
+}
+
+TEST_P(BackendOps, GemmRowSliceOfALargerMatrix) {
+  // A = rows 3..9 of a [12, 20] matrix: ld 20 > cols.
+  Tensor big64 = randn64({12, 20}, 4), b64 = randn64({20, 6}, 5), c64 = Tensor::zeros({7, 6}, DType::f64).value();
+  Tensor big = up(big64), b = up(b64), c = Tensor::zeros({7, 6}, DType::f32, device()).value();
+  ASSERT_TRUE(ops::gemm(ctx(), Trans::no, Trans::no, 1.0, big.cref().rows(3, 7), b.cref(), 0.0, c.ref()).ok());
+  ASSERT_TRUE(ops::gemm(ref_ctx(), Trans::no, Trans::no, 1.0, big64.cref().rows(3, 7), b64.cref(), 0.0, c64.ref()).ok());
+  ASSERT_TRUE(sync().ok());
+  expect_close(to_host(c), to_host(c64), 1e-5, 1e-5, "gemm row slice");
+}
+
+TEST_P(BackendOps, BiasActivationAndReluBackward) {
+  for (auto [rows, cols] : kSizes)
+    for (Activation act : {Activation::none, Activation::relu})
+      for (bool with_bias : {false, true}) {
+        Tensor y64 = randn64({rows, cols}, 6), bias64 = randn64({cols}, 7);
+        Tensor y = up(y64), bias = up(bias64);
+        Tensor oracle = y64.clone().value();
+        ASSERT_TRUE(ops::bias_activation(ctx(), y.ref(), with_bias ? bias.cref() : ConstTensorRef{}, act).ok());
+        ASSERT_TRUE(ops::bias_activation(ref_ctx(), y64.ref(), with_bias ? bias64.cref() : ConstTensorRef{}, act).ok());
+        ASSERT_TRUE(sync().ok());
+        expect_close(to_host(y), to_host(y64), 1e-6, 1e-6, "bias_activation");  // one rounding of the add
+        // And the f64 reference against the independent scalar oracle.
+        cpu::reference::bias_activation<double>(oracle.mat<double>(), with_bias ? bias64.data<double>() : nullptr,
+                                                act == Activation::relu);
+        expect_close(to_host(y64), to_host(oracle), 0, 0, "bias_activation f64 vs oracle");
+      }
+  for (auto [rows, cols] : kSizes) {
+    Tensor y64 = randn64({rows, cols}, 8), dy64 = randn64({rows, cols}, 9);
+    Tensor y = up(y64), dy = up(dy64), dx = Tensor::empty({rows, cols}, DType::f32, device()).value();
+    Tensor dx64 = Tensor::empty({rows, cols}, DType::f64).value();
+    ASSERT_TRUE(ops::relu_backward(ctx(), y.cref(), dy.cref(), dx.ref()).ok());
+    ASSERT_TRUE(ops::relu_backward(ref_ctx(), y64.cref(), dy64.cref(), dx64.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(dx), to_host(dx64), 0, 0, "relu_backward (exact)");
+  }
+}
+
+TEST_P(BackendOps, ColumnSumsOverwriteAndAccumulate) {
+  for (auto [rows, cols] : kSizes)
+    for (bool accumulate : {false, true}) {
+      Tensor x64 = randn64({rows, cols}, 10), out64 = randn64({cols}, 11);
+      Tensor x = up(x64), out = up(out64);
+      ASSERT_TRUE(ops::column_sums(ctx(), x.cref(), out.ref(), accumulate).ok());
+      ASSERT_TRUE(ops::column_sums(ref_ctx(), x64.cref(), out64.ref(), accumulate).ok());
+      ASSERT_TRUE(sync().ok());
+      // float accumulation over `rows` terms vs double.
+      expect_close(to_host(out), to_host(out64), 4 * 1.2e-7 * double(rows), 4 * 1.2e-7 * double(rows), "column_sums");
+    }
+}
+
+TEST_P(BackendOps, SoftmaxCrossEntropyLossProbsAndGradient) {
+  for (auto [rows, cols] : kSizes) {
+    Tensor logits64 = randn64({rows, cols}, 12, 3.0);
+    std::vector<std::int32_t> labels(static_cast<std::size_t>(rows));
+    for (std::int64_t i = 0; i < rows; ++i) labels[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 7) % cols);
+    Tensor logits = up(logits64), lab = up_i32(labels);
+    Tensor lab64 = Tensor::from_data<std::int32_t>({rows}, labels.data(), rows).value();
+    Tensor loss = Tensor::zeros({1}, DType::f32, device()).value(), loss64 = Tensor::zeros({1}, DType::f64).value();
+    Tensor p = Tensor::empty({rows, cols}, DType::f32, device()).value(), p64 = Tensor::empty({rows, cols}, DType::f64).value();
+    Tensor d = Tensor::empty({rows, cols}, DType::f32, device()).value(), d64 = Tensor::empty({rows, cols}, DType::f64).value();
+    ASSERT_TRUE(ops::softmax_cross_entropy(ctx(), logits.cref(), lab.cref(), loss.ref(), p.ref(), d.ref()).ok());
+    ASSERT_TRUE(ops::softmax_cross_entropy(ref_ctx(), logits64.cref(), lab64.cref(), loss64.ref(), p64.ref(), d64.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(loss), to_host(loss64), 1e-5, 1e-6, "loss");
+    expect_close(to_host(p), to_host(p64), 1e-5, 1e-6, "probs");
+    expect_close(to_host(d), to_host(d64), 1e-5, 1e-7, "dlogits");
+    // The f64 reference against the independent scalar oracle.
+    Tensor p_or = Tensor::empty({rows, cols}, DType::f64).value();
+    const double oracle = cpu::reference::softmax_cross_entropy<double>(logits64.mat<double>(), labels.data(), p_or.mat<double>());
+    EXPECT_NEAR(to_host(loss64)[0], oracle, 1e-12 * (1 + std::fabs(oracle)));
+  }
+}
+
+TEST_P(BackendOps, GatherRowsAndLabels) {
+  Tensor src64 = randn64({13, 7}, 13);
+  Tensor src = up(src64);
+  std::vector<std::int32_t> idx{12, 0, 5, 5, 3}, labels{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2};
+  Tensor index = up_i32(idx), lab = up_i32(labels);
+  Tensor dst = Tensor::empty({5, 7}, DType::f32, device()).value();
+  Tensor dlab = Tensor::empty({5}, DType::i32, device()).value();
+  ASSERT_TRUE(ops::gather_rows(ctx(), src.cref(), index.cref(), dst.ref()).ok());
+  ASSERT_TRUE(ops::gather_labels(ctx(), lab.cref(), index.cref(), dlab.ref()).ok());
+  ASSERT_TRUE(sync().ok());
+  const auto got = to_host(dst);
+  for (int r = 0; r < 5; ++r)
+    for (int c = 0; c < 7; ++c)
+      ASSERT_EQ(got[static_cast<std::size_t>(r * 7 + c)], src64.data<double>()[idx[static_cast<std::size_t>(r)] * 7 + c]);
+  Tensor hl = dlab.to(Device::cpu()).value();
+  for (int r = 0; r < 5; ++r) EXPECT_EQ(hl.data<std::int32_t>()[r], labels[static_cast<std::size_t>(idx[static_cast<std::size_t>(r)])]);
+  if (device().is_cpu()) {  // indices are checked on the host
+    std::vector<std::int32_t> bad{0, 13};
+    Tensor b = up_i32(bad);
+    Tensor d2 = Tensor::empty({2, 7}, DType::f32).value();
+    auto s = ops::gather_rows(ctx(), src.cref(), b.cref(), d2.ref());
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.error().message.find("index 13 at position 1"), std::string::npos) << s.error().to_string();
+  }
+}
+
+TEST_P(BackendOps, FillAndCopy) {
+  Tensor t = Tensor::empty({5, 3}, DType::f32, device()).value();
+  ASSERT_TRUE(ops::fill(ctx(), t.ref(), 2.5).ok());
+  ASSERT_TRUE(sync().ok());
+  for (double v : to_host(t)) ASSERT_EQ(v, 2.5);
+  // Host -> device -> host through copy on the context's stream.
+  Tensor h64 = randn64({4, 6}, 14);
+  Tensor h = to_f32(h64);
+  Tensor dev = Tensor::empty({4, 6}, DType::f32, device()).value(), back = Tensor::empty({4, 6}).value();
+  ASSERT_TRUE(ops::copy(ctx(), h.cref(), dev.ref()).ok());
+  ASSERT_TRUE(ops::copy(ctx(), dev.cref(), back.ref()).ok());
+  ASSERT_TRUE(sync().ok());
+  expect_close(to_host(back), to_host(h64), 0, 0, "round trip");
+  // A strided (transposed) host copy.
+  Tensor tr = Tensor::empty({6, 4}).value();
+  ASSERT_TRUE(ops::copy(ref_ctx(), h.cref().transpose(), tr.ref()).ok());
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 4; ++j) ASSERT_EQ(tr.data<float>()[i * 4 + j], h.data<float>()[j * 6 + i]);
+}
+
+TEST_P(BackendOps, AdamAndSgdUpdatesEqualTheScalarOracle) {
+  const std::int64_t n = 1037 + 3;  // a multiple of 4 (the CUDA kernels' float4); odd for the SIMD tail
+  for (int config = 0; config < 4; ++config) {
+    optim::AdamOptions o;
+    o.lr = 1e-2;
+    o.weight_decay = config == 1 || config == 2 ? 0.1 : 0.0;
+    o.amsgrad = config == 3;
+    const bool decoupled = config == 2;
+    Tensor p64 = randn64({n}, 20), g64 = randn64({n}, 21);
+    Tensor p = up(p64), g = up(g64);
+    Tensor m = Tensor::zeros({n}, DType::f32, device()).value(), v = Tensor::zeros({n}, DType::f32, device()).value();
+    Tensor x = Tensor::zeros({n}, DType::f32, device()).value();
+    std::vector<float> rp(static_cast<std::size_t>(n)), rg(rp.size()), rm(rp.size(), 0.f), rv(rp.size(), 0.f), rx(rp.size(), 0.f);
+    for (std::int64_t i = 0; i < n; ++i) rp[static_cast<std::size_t>(i)] = static_cast<float>(p64.data<double>()[i]),
+                                         rg[static_cast<std::size_t>(i)] = static_cast<float>(g64.data<double>()[i]);
+    for (std::int64_t step = 1; step <= 3; ++step) {
+      const auto c = optim::detail::adam_coefficients(o, o.lr, decoupled, step);
+      ASSERT_TRUE(ops::adam_update(ctx(), p.ref(), g.cref(), m.ref(), v.ref(), o.amsgrad ? x.ref() : TensorRef{}, c).ok());
+      optim::reference::adam_step(rp.data(), rg.data(), rm.data(), rv.data(), rx.data(), n, o, o.lr, decoupled, step);
+    }
+    ASSERT_TRUE(sync().ok());
+    std::vector<double> want(rp.begin(), rp.end());
+    expect_close(to_host(p), want, 0, 0, "adam config " + std::to_string(config) + " (bit-identical)");
+  }
+  for (int config = 0; config < 3; ++config) {
+    optim::SGDOptions o;
+    o.lr = 0.05;
+    o.momentum = config >= 1 ? 0.9 : 0.0;
+    o.nesterov = config == 2;
+    o.weight_decay = 5e-4;
+    Tensor p64 = randn64({n}, 22), g64 = randn64({n}, 23);
+    Tensor p = up(p64), g = up(g64), buf = Tensor::zeros({n}, DType::f32, device()).value();
+    std::vector<float> rp(static_cast<std::size_t>(n)), rg(rp.size()), rb(rp.size(), 0.f);
+    for (std::int64_t i = 0; i < n; ++i) rp[static_cast<std::size_t>(i)] = static_cast<float>(p64.data<double>()[i]),
+                                         rg[static_cast<std::size_t>(i)] = static_cast<float>(g64.data<double>()[i]);
+    for (int step = 0; step < 3; ++step) {
+      const auto c = optim::detail::sgd_coefficients(o, o.lr, step == 0);
+      ASSERT_TRUE(ops::sgd_update(ctx(), p.ref(), g.cref(), buf.ref(), c).ok());
+      optim::reference::sgd_step(rp.data(), rg.data(), rb.data(), n, o, o.lr, step == 0);
+    }
+    ASSERT_TRUE(sync().ok());
+    std::vector<double> want(rp.begin(), rp.end());
+    expect_close(to_host(p), want, 0, 0, "sgd config " + std::to_string(config) + " (bit-identical)");
+  }
+}
+
+TEST_P(BackendOps, ErrorsNameTheOpOperandsAndDtypes) {
+  Tensor a = Tensor::zeros({2, 3}, DType::f32, device()).value(), b = Tensor::zeros({4, 2}, DType::f32, device()).value();
+  Tensor c = Tensor::zeros({2, 2}, DType::f32, device()).value();
+  auto s = ops::gemm(ctx(), Trans::no, Trans::no, 1.0, a.cref(), b.cref(), 0.0, c.ref());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::shape_mismatch);
+  EXPECT_EQ(s.error().op, "gemm");
+  EXPECT_NE(s.error().shapes.find("[2, 3]"), std::string::npos) << s.error().to_string();
+  // An (op, device, dtype) without a kernel: unsupported, never a crash.
+  Tensor i = Tensor::zeros({2, 2}, DType::i32, device()).value();
+  auto u = ops::bias_activation(ctx(), i.ref(), {}, Activation::relu);
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ(u.error().code, ErrorCode::unsupported);
+  EXPECT_NE(u.error().message.find("i32"), std::string::npos) << u.error().to_string();
+  // An operand on another device than the context.
+  Tensor host = Tensor::zeros({2, 2}).value();
+  if (device().is_cuda()) {
+    auto d = ops::fill(ctx(), host.ref(), 1.0);
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.error().code, ErrorCode::invalid_argument);
+  }
+}
+
+// ---- backward against finite differences (f64 reference, CPU) -----------------------------------
+
+namespace {
+void expect_fd(const char* what, Tensor& wrt, const std::vector<double>& analytic, const std::function<double()>& loss) {
+  const double h = 1e-6;
+  for (std::int64_t i = 0; i < wrt.numel(); ++i) {
+    double& x = wrt.data<double>()[i];
+    const double saved = x;
+    x = saved + h;
+    const double up = loss();
+    x = saved - h;
+    const double down = loss();
+    x = saved;
+    const double numeric = (up - down) / (2 * h);
+    ASSERT_NEAR(analytic[static_cast<std::size_t>(i)], numeric, 1e-6 + 1e-6 * std::fabs(numeric)) << what << "[" << i << "]";
+  }
+}
+double dot(const Tensor& a, const Tensor& b) {
+  double s = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) s += a.data<double>()[i] * b.data<double>()[i];
+  return s;
+}
+}  // namespace
+
+TEST(BackendOpsBackward, GemmGradientsAreGemms) {
+  // L = sum(R * A·B): dA = R·Bᵀ, dB = Aᵀ·R, each one gemm with transposes.
+  Context ctx = Context::cpu();
+  Tensor a = randn64({5, 7}, 30), b = randn64({7, 4}, 31), r = randn64({5, 4}, 32);
+  Tensor c = Tensor::empty({5, 4}, DType::f64).value();
+  auto loss = [&] {
+    (void)ops::gemm(ctx, Trans::no, Trans::no, 1.0, a.cref(), b.cref(), 0.0, c.ref());
+    return dot(c, r);
+  };
+  Tensor da = Tensor::empty({5, 7}, DType::f64).value(), db = Tensor::empty({7, 4}, DType::f64).value();
+  ASSERT_TRUE(ops::gemm(ctx, Trans::no, Trans::yes, 1.0, r.cref(), b.cref(), 0.0, da.ref()).ok());
+  ASSERT_TRUE(ops::gemm(ctx, Trans::yes, Trans::no, 1.0, a.cref(), r.cref(), 0.0, db.ref()).ok());
+  expect_fd("dA", a, to_host(da), loss);
+  expect_fd("dB", b, to_host(db), loss);
+}
+
+TEST(BackendOpsBackward, BiasReluBackwardIsReluBackwardAndColumnSums) {
+  // L = sum(R * relu(Y + b)): dY = relu_backward(out, R), db = column sums of dY.
+  Context ctx = Context::cpu();
+  Tensor y = randn64({6, 5}, 33), bias = randn64({5}, 34), r = randn64({6, 5}, 35);
+  Tensor out = Tensor::empty({6, 5}, DType::f64).value();
+  auto forward = [&] {
+    (void)ops::copy(ctx, y.cref(), out.ref());
+    (void)ops::bias_activation(ctx, out.ref(), bias.cref(), Activation::relu);
+  };
+  auto loss = [&] {
+    forward();
+    return dot(out, r);
+  };
+  forward();
+  Tensor dy = Tensor::empty({6, 5}, DType::f64).value(), db = Tensor::empty({5}, DType::f64).value();
+  ASSERT_TRUE(ops::relu_backward(ctx, out.cref(), r.cref(), dy.ref()).ok());
+  ASSERT_TRUE(ops::column_sums(ctx, dy.cref(), db.ref()).ok());
+  expect_fd("dY", y, to_host(dy), loss);
+  expect_fd("db", bias, to_host(db), loss);
+}
+
+TEST(BackendOpsBackward, SoftmaxCrossEntropyGradient) {
+  Context ctx = Context::cpu();
+  Tensor logits = randn64({6, 5}, 36, 2.0);
+  std::vector<std::int32_t> lv{0, 4, 2, 2, 1, 3};
+  Tensor labels = Tensor::from_data<std::int32_t>({6}, lv.data(), 6).value();
+  Tensor loss = Tensor::zeros({1}, DType::f64).value(), d = Tensor::empty({6, 5}, DType::f64).value();
+  ASSERT_TRUE(ops::softmax_cross_entropy(ctx, logits.cref(), labels.cref(), loss.ref(), {}, d.ref()).ok());
+  const auto analytic = to_host(d);
+  expect_fd("dlogits", logits, analytic, [&] {
+    (void)ctx.begin_step();
+    (void)ops::softmax_cross_entropy(ctx, logits.cref(), labels.cref(), loss.ref());
+    return loss.data<double>()[0];
+  });
+}
