@@ -3,7 +3,7 @@
 // reported as one ferrite-bench/1 JSON document (docs/json-schema.md).
 //
 //   ./build/bench/qca                                   128x128, d 8, hidden 32, unet-unitary, 100 steps
-//   ./build/bench/qca --device cuda [--tf32] [--no-cuda-graphs] [--gpu-conv im2col|winograd-fused]   on the GPU (cuda::QcaStepper)
+//   ./build/bench/qca --device cuda [--tf32] [--gpu-conv im2col|winograd]   the same code on the GPU (only the Context differs)
 //   ./build/bench/qca --grid 64 --save-weights w.safetensors --save-state s.safetensors
 //   python scripts/pytorch/qca.py --weights w.safetensors --initial-state s.safetensors --save-state t.safetensors
 //   ./build/bench/qca --grid 64 --weights w.safetensors --initial-state s.safetensors --reference-state t.safetensors
@@ -32,7 +32,8 @@
 
 #include "build_info.hpp"
 #include "ferrite/backend/cpu/threading.hpp"
-#include "ferrite/backend/cuda/qca.hpp"
+#include "ferrite/backend/cuda/memory.hpp"
+#include "ferrite/bench/profile.hpp"
 #include "ferrite/backend/devices.hpp"
 #include "ferrite/bench/cuda_device.hpp"
 #include "ferrite/bench/environment.hpp"
@@ -72,10 +73,10 @@ struct Config {
   std::string density_colormap = "heat";
   std::vector<std::int64_t> save_steps;
   bool pin = true;
-  bool cuda_graphs = true;  // --device cuda: replay each step as one CUDA graph
+  bool cuda_graphs = false;  // --device cuda: replay each step as one CUDA graph (not yet on the generic core)
   bool tf32 = false;        // --device cuda: TF32 tensor cores in the SGEMMs (off: FP32 parity)
   std::string gpu_conv = "winograd";  // --device cuda: 3x3 convolutions as winograd | winograd-fused | im2col
-  std::int64_t profile_steps = 0;     // --device cuda: per-operation GPU time breakdown over this many steps
+  std::int64_t profile_steps = 0;     // per-op time breakdown over this many extra steps (any device)
 };
 
 json config_json(const Config& c) {
@@ -204,56 +205,59 @@ Result<DensityImage> write_density_png(const Tensor& psi, const Config& c) {
   return out;
 }
 
-// One engine behind the timed loop: the CPU step (models::qca_step) or cuda::QcaStepper. step() returns
-// when the step has finished (the GPU path synchronizes), so per-step wall times are step latencies.
+// The timed loop's engine: the one step (models::qca_step) on the context's device. step() returns
+// when the step has finished (on a GPU it synchronizes), so per-step wall times are step latencies.
 class Engine {
  public:
-  static Result<Engine> create(const Config& c, Device device, models::QcaUnet& law, models::QcaLaw kind,
-                               const Tensor& psi0) {
+  static Result<Engine> create(const Config& c, Device device, models::QcaUnet& law, models::QcaLaw kind) {
     Engine e;
     e.law_ = &law;
     e.kind_ = kind;
     e.gamma_ = static_cast<float>(c.gamma);
-    if (device.is_cuda()) {
-      cuda::QcaStepperOptions o;
-      o.device = device.index;
-      o.cuda_graphs = c.cuda_graphs;
-      o.allow_tf32 = c.tf32;
-      FE_TRY_ASSIGN(o.conv, cuda::parse_gpu_conv3x3(c.gpu_conv));
-      FE_TRY_ASSIGN(auto stepper, cuda::QcaStepper::create(law, kind, e.gamma_, psi0.shape(), o));
-      e.gpu_.emplace(std::move(stepper));
-    }
+    e.algorithm_ = c.gpu_conv == "im2col" ? ConvAlgorithm::direct : ConvAlgorithm::automatic;
+    FE_TRY_ASSIGN(e.ctx_, Context::create(device, {c.tf32}));
+    FE_TRY(law.to(e.ctx_));
+    if (device.is_cuda() && e.algorithm_ == ConvAlgorithm::direct) law.drop_winograd_weights();
     return e;
   }
-  // Starts from `psi` (the GPU copies it to its state).
-  Status load(const Tensor& psi) { return gpu_ ? gpu_->upload_state(psi) : Status{}; }
-  Status step(Tensor& psi) {
-    if (!gpu_) return models::qca_step(*law_, kind_, gamma_, psi, scratch_);
-    FE_TRY(gpu_->step(1));
-    return gpu_->synchronize();
+  // The device state starts from `psi` (on the CPU the state is psi itself).
+  Status load(Tensor& psi) {
+    if (!ctx_.is_cuda()) return {};
+    FE_TRY_ASSIGN(state_, psi.to(ctx_.device()));
+    return {};
   }
-  // The current state into out (the CPU state is psi itself).
+  Status step(Tensor& psi) {
+    FE_TRY(models::qca_step(ctx_, *law_, kind_, gamma_, ctx_.is_cuda() ? state_ : psi));
+    return ctx_.synchronize();
+  }
+  // The current state into out.
   Status read(const Tensor& psi, Tensor& out) const {
-    if (gpu_) return gpu_->download_state(out);
+    if (ctx_.is_cuda()) return out.copy_from(state_);
     if (&out != &psi) std::memcpy(out.raw_data(), psi.raw_data(), psi.nbytes());
     return {};
   }
-  const cuda::QcaStepper* gpu() const { return gpu_ ? &*gpu_ : nullptr; }
-  cuda::QcaStepper* gpu() { return gpu_ ? &*gpu_ : nullptr; }
+  Context& context() { return ctx_; }
+  bool cuda() const { return ctx_.is_cuda(); }
 
  private:
+  Engine() : ctx_(Context::cpu()) {}
   models::QcaUnet* law_ = nullptr;
   models::QcaLaw kind_ = models::QcaLaw::unet_unitary;
   float gamma_ = 0.01f;
-  models::QcaScratch scratch_;
-  std::optional<cuda::QcaStepper> gpu_;
+  ConvAlgorithm algorithm_ = ConvAlgorithm::automatic;
+  Context ctx_;
+  Tensor state_;  // the GPU's copy of psi
 };
 
 Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
-  if (c.profile_steps > 0 && !device.is_cuda())
-    return make_error(ErrorCode::invalid_argument, "qca --profile", "the per-operation profile is for --device cuda");
+  if (c.cuda_graphs)
+    return make_error(ErrorCode::unsupported, "bench/qca",
+                      "--cuda-graphs: whole-step CUDA graph capture is not yet implemented on the device-generic core "
+                      "(steps run eagerly on the stream); run without it");
+  if (c.gpu_conv != "winograd" && c.gpu_conv != "im2col")
+    return make_error(ErrorCode::invalid_argument, "qca --gpu-conv", "expected winograd or im2col, got '" + c.gpu_conv + "'");
   FE_TRY_ASSIGN(const models::QcaLaw law_kind, models::parse_qca_law(c.law));
   FE_TRY_ASSIGN(const models::QcaInit init, models::parse_qca_init(c.init));
   FE_TRY(models::check_qca_grid(c.grid, c.grid));
@@ -274,20 +278,22 @@ Result<bench::RunSections> run(const Config& c, int threads) {
       return make_error(ErrorCode::shape_mismatch, "qca --initial-state",
                         "the state's grid differs from --grid " + std::to_string(c.grid), psi0.describe());
   }
-  FE_TRY_ASSIGN(Engine engine, Engine::create(c, device, law, law_kind, psi0));
+  FE_TRY_ASSIGN(Engine engine, Engine::create(c, device, law, law_kind));
 
-  {  // warm-up on a copy: page faults, TBB threads, caches, scratch buffers; on the GPU also cuBLAS's
-     // kernels and the CUDA graph's capture (the second step)
+  json profile = nullptr;
+  {  // warm-up on a copy: page faults, TBB threads, caches, the workspace; on the GPU also cuBLAS's kernels
     FE_TRY_ASSIGN(Tensor warm, psi0.clone());
     FE_TRY(engine.load(warm));
-    // The GPU's first step runs eagerly and the second captures the graph: never time those.
-    const std::int64_t warmup = engine.gpu() ? std::max<std::int64_t>(c.warmup_steps, 2) : c.warmup_steps;
+    const std::int64_t warmup = engine.cuda() ? std::max<std::int64_t>(c.warmup_steps, 2) : c.warmup_steps;
     for (std::int64_t s = 0; s < warmup; ++s) FE_TRY(engine.step(warm));
-  }
-  // The per-operation breakdown (GPU), on the warm-up's state, before the timed steps.
-  std::vector<cuda::QcaProfileEntry> profile;
-  if (c.profile_steps > 0) {
-    FE_TRY_ASSIGN(profile, engine.gpu()->profile(c.profile_steps));
+    // The per-op breakdown (every op synchronizes around itself), untimed, before the timed steps.
+    if (c.profile_steps > 0) {
+      OpProfiler profiler;
+      engine.context().set_profiler(&profiler);
+      for (std::int64_t s = 0; s < c.profile_steps; ++s) FE_TRY(engine.step(warm));
+      engine.context().set_profiler(nullptr);
+      profile = bench::profile_json(profiler, c.profile_steps);
+    }
   }
 
   // The reference (read before timing, so a bad file fails fast): 'psi' after --steps steps, and
@@ -312,7 +318,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
 
   FE_TRY_ASSIGN(Tensor psi, psi0.clone());
   FE_TRY(engine.load(psi));
-  if (const auto* gpu = engine.gpu()) FE_TRY(cuda::reset_peak_memory_stats(gpu->device()));
+  if (engine.cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   std::vector<double> step_ms;
   step_ms.reserve(static_cast<std::size_t>(c.steps));
   double excluded_seconds = 0;
@@ -364,15 +370,14 @@ Result<bench::RunSections> run(const Config& c, int threads) {
 
   bench::RunSections out;
   json peak_device = nullptr;
-  if (const auto* gpu = engine.gpu()) {
+  if (engine.cuda()) {
     FE_TRY_ASSIGN(const cuda::DeviceInfo info, cuda::device_info(device.index));
-    FE_TRY_ASSIGN(const cuda::MemoryStats memory, gpu->memory_stats());
+    FE_TRY_ASSIGN(const cuda::MemoryStats memory, cuda::memory_stats(device.index));
     out.device = bench::cuda_device_json(device, info, threads);
     peak_device = cuda::bytes_to_mib(memory.peak_allocated_bytes);
-    out.backend = {{"conv3x3", c.gpu_conv == "im2col"     ? "im2col kernel + cublasSgemm"
-                               : c.gpu_conv == "winograd" ? "Winograd F(2x2,3x3): transform kernels + cublasSgemmStridedBatched"
-                                                          : "Winograd F(2x2,3x3): one fused kernel (no cuBLAS)"},
-                   {"cuda_graphs", gpu->graph_captured()}, {"tf32", c.tf32}};
+    out.backend = {{"conv3x3", c.gpu_conv == "im2col" ? "im2col kernel + cublasSgemm"
+                                                      : "Winograd F(2x2,3x3): transform kernels + cublasSgemmStridedBatched"},
+                   {"cuda_graphs", false}, {"tf32", c.tf32}};
   } else {
     out.device = bench::device_json(device, bench::cpu_model_name(), threads);
   }
@@ -395,17 +400,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
                {"cells", c.grid * c.grid},
                {"note", "quality.energy is mean|psi|^2 (Aetheria's 'energy'); loss_per_epoch / final_loss are null "
                         "(nothing is trained). flops_per_step counts the convolutions only."}};
-  if (!profile.empty()) {
-    json rows = json::array();
-    for (const auto& e : profile)
-      rows.push_back({{"op", e.op}, {"ms_per_step", e.ms_per_step}, {"calls_per_step", e.calls_per_step},
-                      {"gflops", e.flops_per_step > 0 ? json(e.flops_per_step / e.ms_per_step / 1e6) : json(nullptr)},
-                      {"gb_per_s", e.bytes_per_step > 0 ? json(e.bytes_per_step / e.ms_per_step / 1e6) : json(nullptr)}});
-    out.extra["profile"] = {{"steps", c.profile_steps},
-                            {"method", "eager steps, CUDA events around every launch (adds gaps: the sum exceeds a "
-                                       "graph step); bytes are nominal (inputs read once, outputs written once)"},
-                            {"ops", rows}};
-  }
+  if (!profile.is_null()) out.extra["profile"] = profile;
   if (density)
     out.extra["density_png"] = {{"path", c.density_png}, {"min", density->lo}, {"max", density->hi},
                                 {"colormap", c.density_colormap}};
@@ -413,10 +408,9 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   auto& s = out.summary;
   s.push_back(fmt::format("ferrite bench/qca — {}x{}, d {}, hidden {}, law {}, gamma {:g}, {} steps, {} thread(s)",
                           c.grid, c.grid, c.d_state, c.hidden, c.law, c.gamma, c.steps, threads));
-  if (engine.gpu())
-    s.push_back(fmt::format("device       {} ({}), 3x3 convs {}, CUDA graphs {}, TF32 {}", device.to_string(),
-                            out.device["name"].get<std::string>(), c.gpu_conv,
-                            engine.gpu()->graph_captured() ? "on" : "off", c.tf32 ? "on" : "off"));
+  if (engine.cuda())
+    s.push_back(fmt::format("device       {} ({}), 3x3 convs {}, CUDA graphs off, TF32 {}", device.to_string(),
+                            out.device["name"].get<std::string>(), c.gpu_conv, c.tf32 ? "on" : "off"));
   s.push_back(fmt::format("throughput   {:.2f} steps/s, {:.1f} GFLOP/s ({:.2f} GFLOP/step)", steps_per_s,
                           flops * steps_per_s / 1e9, flops / 1e9));
   s.push_back(fmt::format("step latency p50 {:.2f} ms, p95 {:.2f} ms, min {:.2f} ms", latency.p50, latency.p95, latency.min));
@@ -430,16 +424,11 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   }
   if (density)
     s.push_back(fmt::format("density png  {} (density min {:.9g}, max {:.9g})", c.density_png, density->lo, density->hi));
-  if (!profile.empty()) {
-    double total = 0;
-    for (const auto& e : profile) total += e.ms_per_step;
-    s.push_back(fmt::format("profile      {} eager steps, {:.3f} ms/step in kernels (events around every launch):",
-                            c.profile_steps, total));
-    for (const auto& e : profile)
-      s.push_back(fmt::format("  {:<16} {:8.3f} ms {:5.1f} %  {:4.0f} calls  {}", e.op, e.ms_per_step,
-                              100.0 * e.ms_per_step / total, e.calls_per_step,
-                              e.flops_per_step > 0 ? fmt::format("{:.0f} GFLOP/s", e.flops_per_step / e.ms_per_step / 1e6)
-                                                   : fmt::format("{:.0f} GB/s", e.bytes_per_step / e.ms_per_step / 1e6)));
+  if (!profile.is_null()) {
+    s.push_back(fmt::format("profile      {} extra steps, every op synchronized around itself:", c.profile_steps));
+    for (const auto& e : profile["ops"])
+      s.push_back(fmt::format("  {:<22} {:8.3f} ms/step {:5.1f} %  {:5d} calls", e["op"].get<std::string>(),
+                              e["ms_per_step"].get<double>(), 100.0 * e["share"].get<double>(), e["calls"].get<std::int64_t>()));
   }
   if (peak_device.is_null())
     s.push_back(fmt::format("memory       peak host {:.1f} MiB", peak_rss));
@@ -460,7 +449,7 @@ int main(int argc, char** argv) {
   app.add_option("--law", c.law, "unet | unet-unitary")->check(CLI::IsMember({"unet", "unet-unitary"}));
   app.add_option("--gamma", c.gamma, "decay per step");
   app.add_option("--steps", c.steps, "timed steps")->check(CLI::PositiveNumber);
-  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state; on the GPU at least 2: eager, then graph capture)")->check(CLI::NonNegativeNumber);
+  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state; on the GPU at least 2)")->check(CLI::NonNegativeNumber);
   app.add_option("--init", c.init, "complex_noise | random")->check(CLI::IsMember({"complex_noise", "random"}));
   app.add_option("--seed", c.seed, "seed for weights and initial state");
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
@@ -478,14 +467,14 @@ int main(int argc, char** argv) {
   app.add_option("--density-png", c.density_png, "write the final density sum_c |psi_c|^2 per cell as a PNG");
   app.add_option("--density-colormap", c.density_colormap, "heat | gray")->check(CLI::IsMember({"heat", "gray"}));
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
-  app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (default on)");
+  app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (not yet available on the generic core: refused)");
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the SGEMMs (default off: FP32)");
   app.add_option("--profile", c.profile_steps,
-                 "--device cuda: time every kernel over this many extra eager steps (per-operation breakdown)")
+                 "after warm-up, time every op over this many extra untimed steps (extra.profile; any device)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gpu-conv", c.gpu_conv,
-                 "--device cuda: 3x3 convolutions as winograd (default), winograd-fused (one kernel) or im2col")
-      ->check(CLI::IsMember({"winograd", "winograd-fused", "im2col"}));
+                 "--device cuda: 3x3 convolutions as winograd (default) or im2col")
+      ->check(CLI::IsMember({"winograd", "im2col"}));
   CLI11_PARSE(app, argc, argv);
 
   cpu::ThreadLimit limit(c.threads);

@@ -110,8 +110,9 @@ TEST(Qca, LawMatchesPyTorch) {
   const auto states = load("qca_states_d4_g16.safetensors");
   const Tensor& psi0 = get(states, "psi0");
   Tensor x = Tensor::empty({8, 16, 16}).value(), o = Tensor::empty({8, 16, 16}).value();
-  models::qca_pack_planar(psi0, 0, chw(x));
-  ASSERT_TRUE(law.forward(chw(std::as_const(x)), chw(o)).ok());
+  Context ctx = Context::cpu();
+  ASSERT_TRUE(ops::complex_pack_planar(ctx, psi0.cref().rows(0, 1).reshape({16, 16, 4, 2}).value(), x.ref()).ok());
+  ASSERT_TRUE(law.forward(ctx, x.cref(), o.ref()).ok());
   Tensor torch_out = get(states, "law_out").clone().value().reshape({8, 16, 16}).value();
   const auto rel = models::relative_l2_error(o, torch_out);
   ASSERT_TRUE(rel.ok()) << rel.error().to_string();
@@ -141,8 +142,8 @@ TEST(Qca, TenStepsMatchPyTorch) {
   auto law = fixture_law();
   const auto states = load("qca_states_d4_g16.safetensors");
   Tensor psi = get(states, "psi0").clone().value();
-  models::QcaScratch scratch;
-  for (int s = 0; s < 10; ++s) ASSERT_TRUE(models::qca_step(law, models::QcaLaw::unet_unitary, 0.01f, psi, scratch).ok());
+  Context ctx = Context::cpu();
+  for (int s = 0; s < 10; ++s) ASSERT_TRUE(models::qca_step(ctx, law, models::QcaLaw::unet_unitary, 0.01f, psi).ok());
   const double err = models::relative_l2_error(psi, get(states, "psi10.unet-unitary")).value();
   EXPECT_LE(err, 1e-4);
   EXPECT_LE(models::qca_max_norm_error(psi), 1e-6);

@@ -51,13 +51,13 @@ TEST(QcaTrained, ConvertedCheckpointMatchesPyTorchOverTenSteps) {
     }
 
   Tensor psi = psi0->clone().value();
-  models::QcaScratch scratch;
-  ASSERT_TRUE(models::qca_step(law, models::QcaLaw::unet_unitary, 0.01f, psi, scratch).ok());
+  Context ctx = Context::cpu();
+  ASSERT_TRUE(models::qca_step(ctx, law, models::QcaLaw::unet_unitary, 0.01f, psi).ok());
   const double moved = models::relative_l2_error(psi, *psi0).value();
   EXPECT_GT(moved, 0.5) << "one step of the trained law should change psi a lot";
   const double err1 = models::relative_l2_error(psi, *psi1).value();
   EXPECT_LE(err1, 1e-5) << "after 1 step";
-  for (int s = 1; s < 10; ++s) ASSERT_TRUE(models::qca_step(law, models::QcaLaw::unet_unitary, 0.01f, psi, scratch).ok());
+  for (int s = 1; s < 10; ++s) ASSERT_TRUE(models::qca_step(ctx, law, models::QcaLaw::unet_unitary, 0.01f, psi).ok());
   const double err10 = models::relative_l2_error(psi, *psi10).value();
   EXPECT_LE(err10, 1e-4) << "after 10 steps";
   EXPECT_LE(models::qca_max_norm_error(psi), 1e-6);

@@ -14,6 +14,10 @@
 #include "ferrite/backend/devices.hpp"
 #include "ferrite/core/rng.hpp"
 #include "ferrite/ops/activation.hpp"
+#include "ferrite/ops/complex.hpp"
+#include "ferrite/ops/conv.hpp"
+#include "ferrite/ops/norm.hpp"
+#include "ferrite/ops/pool.hpp"
 #include "ferrite/ops/fill.hpp"
 #include "ferrite/ops/gemm.hpp"
 #include "ferrite/ops/index.hpp"
@@ -299,6 +303,94 @@ TEST_P(BackendOps, ErrorsNameTheOpOperandsAndDtypes) {
     auto d = ops::fill(ctx(), host.ref(), 1.0);
     ASSERT_FALSE(d.ok());
     EXPECT_EQ(d.error().code, ErrorCode::invalid_argument);
+  }
+}
+
+// ---- the convolution family (planar [C, H, W] images of one sample) ------------------------------
+
+TEST_P(BackendOps, Conv2dEveryAlgorithmOddShapes) {
+  // k 1 (with bias) and 3 (with and without), odd H, W, Cin, Cout; 3x3 by the direct path and by
+  // Winograd (on CUDA through the transformed weights), against the f64 reference.
+  for (auto [cin, cout, H, W] : std::vector<std::tuple<int, int, int, int>>{{1, 1, 1, 1}, {3, 5, 7, 9}, {8, 6, 12, 10}, {17, 9, 5, 13}})
+    for (int k : {1, 3})
+      for (bool with_bias : {false, true})
+        for (ConvAlgorithm algo : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+          if (k == 1 && algo == ConvAlgorithm::winograd) continue;
+          Tensor x64 = randn64({cin, H, W}, 40), w64 = randn64({cout, cin, k, k}, 41, 0.3), b64 = randn64({cout}, 42);
+          Tensor x = up(x64), w = up(w64), b = up(b64);
+          Tensor y = Tensor::empty({cout, H, W}, DType::f32, device()).value(), y64 = Tensor::empty({cout, H, W}, DType::f64).value();
+          Tensor u;
+          if (k == 3 && device().is_cuda()) u = ops::winograd_weights(ctx(), w).value();
+          ASSERT_TRUE(ops::conv2d(ctx(), x.cref(), w.cref(), with_bias ? b.cref() : ConstTensorRef{}, y.ref(), algo, u.cref()).ok());
+          ASSERT_TRUE(ops::conv2d(ref_ctx(), x64.cref(), w64.cref(), with_bias ? b64.cref() : ConstTensorRef{}, y64.ref()).ok());
+          ASSERT_TRUE(sync().ok());
+          expect_close(to_host(y), to_host(y64), 2e-5, 2e-5 * std::sqrt(double(cin * k * k)),
+                       "conv2d k" + std::to_string(k) + (algo == ConvAlgorithm::winograd ? " winograd" : " direct"));
+        }
+}
+
+TEST_P(BackendOps, ConvTransposeK2S2) {
+  for (auto [cin, cout, H, W] : std::vector<std::tuple<int, int, int, int>>{{1, 1, 1, 1}, {6, 3, 5, 7}, {16, 8, 4, 4}}) {
+    Tensor x64 = randn64({cin, H, W}, 43), w64 = randn64({cin, cout, 2, 2}, 44, 0.3), b64 = randn64({cout}, 45);
+    Tensor x = up(x64), w = up(w64), b = up(b64);
+    Tensor y = Tensor::empty({cout, 2 * H, 2 * W}, DType::f32, device()).value();
+    Tensor y64 = Tensor::empty({cout, 2 * H, 2 * W}, DType::f64).value();
+    ASSERT_TRUE(ops::conv_transpose2d_k2s2(ctx(), x.cref(), w.cref(), b.cref(), y.ref()).ok());
+    ASSERT_TRUE(ops::conv_transpose2d_k2s2(ref_ctx(), x64.cref(), w64.cref(), b64.cref(), y64.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(y), to_host(y64), 1e-5, 1e-5 * std::sqrt(double(cin)), "conv_transpose2d_k2s2");
+  }
+}
+
+TEST_P(BackendOps, GroupNormWithEluInPlaceAndNot) {
+  for (auto [C, groups, H, W] : std::vector<std::tuple<int, int, int, int>>{{4, 2, 3, 5}, {12, 3, 16, 16}, {32, 8, 7, 9}, {6, 6, 1, 1}})
+    for (NormActivation act : {NormActivation::none, NormActivation::elu})
+      for (bool in_place : {false, true}) {
+        // A large common offset per group: the statistics must not cancel (computed in double).
+        Tensor x64 = randn64({C, H, W}, 46);
+        for (std::int64_t i = 0; i < x64.numel(); ++i) x64.data<double>()[i] += 100.0;
+        Tensor g64 = randn64({C}, 47), b64 = randn64({C}, 48);
+        Tensor x = up(x64), g = up(g64), b = up(b64);
+        Tensor y = Tensor::empty({C, H, W}, DType::f32, device()).value(), y64 = Tensor::empty({C, H, W}, DType::f64).value();
+        TensorRef out = in_place ? x.ref() : y.ref();
+        ASSERT_TRUE(ops::group_norm(ctx(), x.cref(), groups, g.cref(), b.cref(), 1e-5, act, out).ok());
+        ASSERT_TRUE(ops::group_norm(ref_ctx(), x64.cref(), groups, g64.cref(), b64.cref(), 1e-5, act, y64.ref()).ok());
+        ASSERT_TRUE(sync().ok());
+        expect_close(to_host(in_place ? x : y), to_host(y64), 1e-4, 1e-4, "group_norm");
+      }
+}
+
+TEST_P(BackendOps, MaxPool2x2) {
+  Tensor x64 = randn64({5, 6, 10}, 49);
+  Tensor x = up(x64), y = Tensor::empty({5, 3, 5}, DType::f32, device()).value(), y64 = Tensor::empty({5, 3, 5}, DType::f64).value();
+  ASSERT_TRUE(ops::maxpool2x2(ctx(), x.cref(), y.ref()).ok());
+  ASSERT_TRUE(ops::maxpool2x2(ref_ctx(), x64.cref(), y64.ref()).ok());
+  ASSERT_TRUE(sync().ok());
+  expect_close(to_host(y), to_host(y64), 0, 0, "maxpool2x2 (exact)");
+  Tensor odd = Tensor::empty({1, 3, 4}, DType::f32, device()).value(), small = Tensor::empty({1, 1, 2}, DType::f32, device()).value();
+  EXPECT_EQ(ops::maxpool2x2(ctx(), odd.cref(), small.ref()).error().code, ErrorCode::shape_mismatch);
+}
+
+TEST_P(BackendOps, ComplexPackAndCellUpdate) {
+  const std::int64_t H = 6, W = 5, d = 3;
+  for (bool unitary : {false, true}) {
+    Tensor psi64 = randn64({H, W, d, 2}, 50), o64 = randn64({2 * d, H, W}, 51, 0.1), b64 = randn64({2 * d}, 52, 0.1);
+    Tensor psi = up(psi64), o = up(o64), b = up(b64);
+    Tensor x = Tensor::empty({2 * d, H, W}, DType::f32, device()).value(), x64 = Tensor::empty({2 * d, H, W}, DType::f64).value();
+    ASSERT_TRUE(ops::complex_pack_planar(ctx(), psi.cref(), x.ref()).ok());
+    ASSERT_TRUE(ops::complex_pack_planar(ref_ctx(), psi64.cref(), x64.ref()).ok());
+    ASSERT_TRUE(ops::complex_cell_update(ctx(), o.cref(), b.cref(), psi.ref(), unitary, 0.01).ok());
+    ASSERT_TRUE(ops::complex_cell_update(ref_ctx(), o64.cref(), b64.cref(), psi64.ref(), unitary, 0.01).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(x), to_host(x64), 0, 0, "complex_pack_planar (exact)");
+    expect_close(to_host(psi), to_host(psi64), 1e-6, 1e-6, "complex_cell_update");
+    // Every cell has norm 1 afterwards.
+    const auto p = to_host(psi);
+    for (std::int64_t cell = 0; cell < H * W; ++cell) {
+      double n = 0;
+      for (std::int64_t i = 0; i < 2 * d; ++i) n += p[static_cast<std::size_t>(cell * 2 * d + i)] * p[static_cast<std::size_t>(cell * 2 * d + i)];
+      ASSERT_NEAR(std::sqrt(n), 1.0, 1e-6);
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // The weight transform of Winograd F(2x2, 3x3), shared by the CPU kernel (backend/cpu/winograd.hpp)
-// and the CUDA plan (backend/cuda/impl/qca_plan.hpp): U = G g G^T of one 3x3 filter g,
+// and the CUDA path's weights (ops::winograd_weights, ops/conv.hpp): U = G g G^T of one 3x3 filter g,
 //   G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]],
 // computed in double and rounded once, so U is the correctly rounded transform. u[4i + j] = U[i][j].
 namespace ferrite {

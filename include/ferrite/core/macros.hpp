@@ -26,8 +26,9 @@
 // API on every build. (Needs backend/cuda/runtime.hpp included where it expands.)
 // FE_DETAIL_CUDA_RESULT(T, op, device_index, expr) is the same for an `expr` of type Result<T>.
 #if defined(FERRITE_WITH_CUDA)
-#define FE_DETAIL_CUDA(op, device_index, ...) (__VA_ARGS__)
-#define FE_DETAIL_CUDA_RESULT(T, op, device_index, ...) (__VA_ARGS__)
+#define FE_DETAIL_CUDA(op, device_index, ...) (static_cast<void>(op), static_cast<void>(device_index), (__VA_ARGS__))
+#define FE_DETAIL_CUDA_RESULT(T, op, device_index, ...) \
+  (static_cast<void>(op), static_cast<void>(device_index), (__VA_ARGS__))
 #else
 #define FE_DETAIL_CUDA(op, device_index, ...) \
   (static_cast<void>(sizeof((__VA_ARGS__))), ::ferrite::Status(::ferrite::cuda::detail::no_cuda_backend((op), (device_index))))

@@ -1,18 +1,23 @@
 #pragma once
 // The QCA simulation step of shared/specs/qca-step.md: a fixed 2-level U-Net (the "law") proposes a
 // change for every cell of an H x W lattice of complex d-vectors; the engine applies it and
-// renormalizes each cell. Inference only, CPU (ops/conv.hpp, ops/norm.hpp, ops/pool.hpp).
+// renormalizes each cell. Inference only. Written once over ops/ (conv2d, group_norm, maxpool2x2,
+// conv_transpose2d_k2s2, complex_pack_planar, complex_cell_update): it runs on the device of the
+// Context it is given, with the law's weights and the state there too.
 //
 //   auto law = models::QcaUnet::create(8, 32).value();          // d_state, hidden
 //   law.init_default(seed, /*small_outc=*/false);  or  FE_TRY(law.load("law.safetensors"));
 //   auto psi = models::make_qca_state(models::QcaInit::complex_noise, 1, 128, 128, 8, seed).value();
-//   FE_TRY(models::qca_step(law, models::QcaLaw::unet_unitary, 0.01f, psi));
+//   FE_TRY_ASSIGN(Context ctx, Context::create(device));
+//   FE_TRY(law.to(ctx));  FE_TRY_ASSIGN(psi, psi.to(device));  // (a no-op pair on the CPU)
+//   FE_TRY(models::qca_step(ctx, law, models::QcaLaw::unet_unitary, 0.01f, psi));
 //
 // psi is stored as f32 [B, H, W, d, 2] (re, im): the memory layout of complex64 [B, H, W, d], i.e.
 // torch.view_as_real(psi). The U-Net runs on the planar X[2d, H, W] of one sample (re channels, then
 // im), and its skip connections cost no copy: down1's output is written straight into channels
 // [4h, 6h) of conv_up1's input buffer (and inc's into [2h, 3h) of conv_up2's), the transposed
-// convolutions into channels [0, 4h) / [0, 2h).
+// convolutions into channels [0, 4h) / [0, 2h). All buffers come from the context's workspace. In a
+// step, outc's bias is added by the per-cell update (one pass fewer, the same float additions).
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -23,6 +28,7 @@
 #include <tbb/parallel_for.h>
 
 #include "ferrite/core/result.hpp"
+#include "ferrite/ops/complex.hpp"
 #include "ferrite/core/rng.hpp"
 #include "ferrite/tensor/tensor.hpp"
 #include "ferrite/io/safetensors.hpp"
@@ -84,14 +90,15 @@ struct QcaConvBlock {
     out.push_back({prefix + "conv_block.4.weight", &norm4_w, nullptr});
     out.push_back({prefix + "conv_block.4.bias", &norm4_b, nullptr});
   }
-  // y[cout, H, W] = block(x[cin, H, W]); tmp holds at least cout channels of the same H, W.
-  Status forward(ChwView<const float> x, ChwView<float> tmp, ChwView<float> y) const {
-    const ChwView<float> t = tmp.channel_slice(0, cout);
+  // y[cout, H, W] = block(x[cin, H, W]); tmp holds at least cout channels of the same H, W. u0, u3:
+  // the Winograd-transformed weights on CUDA (empty on the CPU, whose kernel transforms per call).
+  Status forward(Context& ctx, ConstTensorRef x, TensorRef tmp, TensorRef y, const Tensor& u0, const Tensor& u3) const {
+    FE_TRY_ASSIGN(const TensorRef t, tmp.slice(0, 0, cout));
     const std::int64_t groups = group_norm_groups(cout);
-    FE_TRY(conv2d(x, conv0.view<float>(), {}, t));
-    FE_TRY(group_norm(t, groups, norm1_w.view<float>(), norm1_b.view<float>(), 1e-5, NormActivation::elu, t));
-    FE_TRY(conv2d(t, conv3.view<float>(), {}, y));
-    FE_TRY(group_norm(y, groups, norm4_w.view<float>(), norm4_b.view<float>(), 1e-5, NormActivation::elu, y));
+    FE_TRY(ops::conv2d(ctx, x, conv0.cref(), {}, t, ConvAlgorithm::automatic, u0.cref()));
+    FE_TRY(ops::group_norm(ctx, t, groups, norm1_w.cref(), norm1_b.cref(), 1e-5, NormActivation::elu, t));
+    FE_TRY(ops::conv2d(ctx, t, conv3.cref(), {}, y, ConvAlgorithm::automatic, u3.cref()));
+    FE_TRY(ops::group_norm(ctx, y, groups, norm4_w.cref(), norm4_b.cref(), 1e-5, NormActivation::elu, y));
     return {};
   }
   // 2 * MACs of both convolutions at H*W pixels.
@@ -197,35 +204,78 @@ class QcaUnet {
   }
   Status save(const std::filesystem::path& path) { return nn::save_parameters(parameters(), path); }
 
-  // out[2d, H, W] = UNet(x[2d, H, W]) for one sample. Buffers are owned and reused across calls.
-  Status forward(ChwView<const float> x, ChwView<float> out) {
-    const std::int64_t c = 2 * d_, h = h_, H = x.height, W = x.width;
-    if (x.channels != c || out.channels != c || out.height != H || out.width != W)
-      return make_error(ErrorCode::shape_mismatch, "QcaUnet::forward",
-                        "input and output must be [2*d_state = " + std::to_string(c) + ", H, W]",
-                        x.shape().to_string() + " -> " + out.shape().to_string());
-    FE_TRY(check_qca_grid(H, W));
-    FE_TRY(ensure_workspace(H, W));
-    Workspace& w = ws_;
-    const auto view = [](Tensor& t, std::int64_t channels) {
-      return ChwView<float>{t.data<float>(), channels, t.dim(1), t.dim(2)};
-    };
-    const ChwView<float> cat2 = view(w.cat2, 3 * h), cat1 = view(w.cat1, 6 * h);
-    const ChwView<float> x1 = cat2.channel_slice(2 * h, h), u2 = cat2.channel_slice(0, 2 * h);
-    const ChwView<float> x2 = cat1.channel_slice(4 * h, 2 * h), u1 = cat1.channel_slice(0, 4 * h);
-    FE_TRY(inc_.forward(x, view(w.tmp_full, h), x1));
-    FE_TRY(maxpool2x2(x1, view(w.pool1, h)));
-    FE_TRY(down1_.forward(view(w.pool1, h), view(w.tmp_half, 4 * h), x2));
-    FE_TRY(maxpool2x2(x2, view(w.pool2, 2 * h)));
-    FE_TRY(down2_.forward(view(w.pool2, 2 * h), view(w.tmp_quarter, 8 * h), view(w.x3, 4 * h)));
-    FE_TRY(bot_.forward(view(w.x3, 4 * h), view(w.tmp_quarter, 8 * h), view(w.bottom, 8 * h)));
-    FE_TRY(conv_transpose2d_k2s2(view(w.bottom, 8 * h), up1_w_.view<float>(), up1_b_.view<float>(), u1));
-    FE_TRY(conv_up1_.forward(cat1, view(w.tmp_half, 4 * h), view(w.c1, 4 * h)));
-    FE_TRY(conv_transpose2d_k2s2(view(w.c1, 4 * h), up2_w_.view<float>(), up2_b_.view<float>(), u2));
-    FE_TRY(conv_up2_.forward(cat2, view(w.tmp_full, h), view(w.c2, h)));
-    FE_TRY(conv2d(view(w.c2, h), outc_w_.view<float>(), outc_b_.view<float>(), out));
+  // Moves the weights to ctx's device (a no-op when they are there) and, on CUDA, transforms every
+  // 3x3 convolution's weights for Winograd once (U[16][Cin][Cout], in double).
+  Status to(Context& ctx) {
+    auto params = parameters();
+    std::vector<Tensor> moved;  // built first, so that a failure changes nothing
+    for (auto& p : params)
+      if (p.value->device() != ctx.device()) {
+        FE_TRY_ASSIGN(moved.emplace_back(), p.value->to(ctx.device()));
+      }
+    std::vector<Tensor> u;
+    if (ctx.device().is_cuda())
+      for (const QcaConvBlock* b : blocks())
+        for (const Tensor* w : {&b->conv0, &b->conv3}) {
+          FE_TRY_ASSIGN(u.emplace_back(), ops::winograd_weights(ctx, *w));
+        }
+    std::size_t next = 0;
+    for (auto& p : params)
+      if (p.value->device() != ctx.device()) *p.value = std::move(moved[next++]);
+    winograd_u_ = std::move(u);
     return {};
   }
+  Device device() const noexcept { return outc_w_.device(); }
+  // Forgets the Winograd weights: CUDA 3x3 convolutions then run im2col + SGEMM.
+  void drop_winograd_weights() noexcept { winograd_u_.clear(); }
+
+  // out[2d, H, W] = UNet(x[2d, H, W]) for one sample, on ctx's device (buffers from its workspace).
+  // with_outc_bias = false leaves outc's bias out (qca_step adds it in the per-cell update).
+  Status forward(Context& ctx, ConstTensorRef x, TensorRef out, bool with_outc_bias = true) {
+    const std::int64_t c = 2 * d_, h = h_;
+    if (x.rank() != 3 || x.dim(0) != c || out.shape != x.shape)
+      return make_error(ErrorCode::shape_mismatch, "QcaUnet::forward",
+                        "input and output must be [2*d_state = " + std::to_string(c) + ", H, W]",
+                        x.describe() + " -> " + out.describe());
+    const std::int64_t H = x.dim(1), W = x.dim(2), H2 = H / 2, W2 = W / 2, H4 = H / 4, W4 = W / 4;
+    FE_TRY(check_qca_grid(H, W));
+    Workspace& ws = ctx.workspace();
+    FE_TRY_ASSIGN(TensorRef cat2, ws.allocate({3 * h, H, W}));
+    FE_TRY_ASSIGN(TensorRef tmp_full, ws.allocate({h, H, W}));
+    FE_TRY_ASSIGN(TensorRef c2, ws.allocate({h, H, W}));
+    FE_TRY_ASSIGN(TensorRef pool1, ws.allocate({h, H2, W2}));
+    FE_TRY_ASSIGN(TensorRef cat1, ws.allocate({6 * h, H2, W2}));
+    FE_TRY_ASSIGN(TensorRef tmp_half, ws.allocate({4 * h, H2, W2}));
+    FE_TRY_ASSIGN(TensorRef c1, ws.allocate({4 * h, H2, W2}));
+    FE_TRY_ASSIGN(TensorRef pool2, ws.allocate({2 * h, H4, W4}));
+    FE_TRY_ASSIGN(TensorRef x3, ws.allocate({4 * h, H4, W4}));
+    FE_TRY_ASSIGN(TensorRef tmp_quarter, ws.allocate({8 * h, H4, W4}));
+    FE_TRY_ASSIGN(TensorRef bottom, ws.allocate({8 * h, H4, W4}));
+    FE_TRY_ASSIGN(const TensorRef x1, cat2.slice(0, 2 * h, 3 * h));
+    FE_TRY_ASSIGN(const TensorRef u2, cat2.slice(0, 0, 2 * h));
+    FE_TRY_ASSIGN(const TensorRef x2, cat1.slice(0, 4 * h, 6 * h));
+    FE_TRY_ASSIGN(const TensorRef u1, cat1.slice(0, 0, 4 * h));
+    const auto u = [&](std::size_t i) -> const Tensor& { return i < winograd_u_.size() ? winograd_u_[i] : empty_; };
+    FE_TRY(inc_.forward(ctx, x, tmp_full, x1, u(0), u(1)));
+    FE_TRY(ops::maxpool2x2(ctx, x1, pool1));
+    FE_TRY(down1_.forward(ctx, pool1, tmp_half, x2, u(2), u(3)));
+    FE_TRY(ops::maxpool2x2(ctx, x2, pool2));
+    FE_TRY(down2_.forward(ctx, pool2, tmp_quarter, x3, u(4), u(5)));
+    FE_TRY(bot_.forward(ctx, x3, tmp_quarter, bottom, u(6), u(7)));
+    FE_TRY(ops::conv_transpose2d_k2s2(ctx, bottom, up1_w_.cref(), up1_b_.cref(), u1));
+    FE_TRY(conv_up1_.forward(ctx, cat1, tmp_half, c1, u(8), u(9)));
+    FE_TRY(ops::conv_transpose2d_k2s2(ctx, c1, up2_w_.cref(), up2_b_.cref(), u2));
+    FE_TRY(conv_up2_.forward(ctx, cat2, tmp_full, c2, u(10), u(11)));
+    FE_TRY(ops::conv2d(ctx, c2, outc_w_.cref(), with_outc_bias ? outc_b_.cref() : ConstTensorRef{}, out));
+    return {};
+  }
+  // The same on the host, with a temporary CPU context (tests, one-off calls).
+  Status forward(ChwView<const float> x, ChwView<float> out) {
+    Context ctx = Context::cpu();
+    return forward(ctx, ConstTensorRef(x.data, DType::f32, Device::cpu(), x.shape()),
+                   TensorRef(out.data, DType::f32, Device::cpu(), out.shape()));
+  }
+  const Tensor& outc_bias() const noexcept { return outc_b_; }
 
   // FLOPs of one forward at H x W (a multiply-add = 2; norms, activations, pooling not counted).
   double flops(std::int64_t height, std::int64_t width) const {
@@ -239,38 +289,13 @@ class QcaUnet {
   }
 
  private:
-  struct Workspace {
-    std::int64_t height = -1, width = -1;
-    Tensor cat2, tmp_full, c2;                  // H x W
-    Tensor pool1, cat1, tmp_half, c1;           // H/2
-    Tensor pool2, x3, tmp_quarter, bottom;      // H/4
-  };
-
-  Status ensure_workspace(std::int64_t H, std::int64_t W) {
-    if (ws_.height == H && ws_.width == W) return {};
-    const std::int64_t h = h_, H2 = H / 2, W2 = W / 2, H4 = H / 4, W4 = W / 4;
-    Workspace w;
-    w.height = H;
-    w.width = W;
-    FE_TRY_ASSIGN(w.cat2, Tensor::empty({3 * h, H, W}));
-    FE_TRY_ASSIGN(w.tmp_full, Tensor::empty({h, H, W}));
-    FE_TRY_ASSIGN(w.c2, Tensor::empty({h, H, W}));
-    FE_TRY_ASSIGN(w.pool1, Tensor::empty({h, H2, W2}));
-    FE_TRY_ASSIGN(w.cat1, Tensor::empty({6 * h, H2, W2}));
-    FE_TRY_ASSIGN(w.tmp_half, Tensor::empty({4 * h, H2, W2}));
-    FE_TRY_ASSIGN(w.c1, Tensor::empty({4 * h, H2, W2}));
-    FE_TRY_ASSIGN(w.pool2, Tensor::empty({2 * h, H4, W4}));
-    FE_TRY_ASSIGN(w.x3, Tensor::empty({4 * h, H4, W4}));
-    FE_TRY_ASSIGN(w.tmp_quarter, Tensor::empty({8 * h, H4, W4}));
-    FE_TRY_ASSIGN(w.bottom, Tensor::empty({8 * h, H4, W4}));
-    ws_ = std::move(w);
-    return {};
-  }
+  std::vector<const QcaConvBlock*> blocks() const { return {&inc_, &down1_, &down2_, &bot_, &conv_up1_, &conv_up2_}; }
 
   std::int64_t d_ = 0, h_ = 0;
   QcaConvBlock inc_, down1_, down2_, bot_, conv_up1_, conv_up2_;
   Tensor up1_w_, up1_b_, up2_w_, up2_b_, outc_w_, outc_b_;
-  Workspace ws_;
+  std::vector<Tensor> winograd_u_;  // CUDA: the 12 conv3x3 weights transformed, in blocks() order
+  Tensor empty_;
 };
 
 // ---- state ----------------------------------------------------------------------------------------
@@ -329,78 +354,31 @@ inline Result<Tensor> make_qca_state(QcaInit init, std::int64_t batch, std::int6
   return psi;
 }
 
-// X[2d, H, W] of sample b: X[c] = Re psi[b, :, :, c], X[d + c] = Im psi[b, :, :, c].
-inline void qca_pack_planar(const Tensor& psi, std::int64_t b, ChwView<float> x) {
-  const std::int64_t H = psi.dim(1), W = psi.dim(2), d = psi.dim(3), HW = H * W;
-  const float* src = psi.data<float>() + b * HW * d * 2;
-  tbb::parallel_for(std::int64_t{0}, H, [&](std::int64_t y) {
-    for (std::int64_t p = y * W; p < (y + 1) * W; ++p)
-      for (std::int64_t c = 0; c < d; ++c) {
-        x.data[c * HW + p] = src[(p * d + c) * 2];
-        x.data[(d + c) * HW + p] = src[(p * d + c) * 2 + 1];
-      }
-  });
-}
-
-// The fused per-cell update of sample b, from the law's output o[2d, H, W]:
-//   m_c = o[c] + i o[d + c];  g_c = m_c psi_c (unitary) or m_c;  psi1 = psi + g - gamma psi;
-//   psi' = psi1 / (sqrt(sum_c |psi1_c|^2) + 1e-9)
-inline void qca_update_cells(ChwView<const float> o, QcaLaw law, float gamma, Tensor& psi, std::int64_t b) {
-  const std::int64_t H = psi.dim(1), W = psi.dim(2), d = psi.dim(3), HW = H * W;
-  float* base = psi.data<float>() + b * HW * d * 2;
-  tbb::parallel_for(std::int64_t{0}, H, [&](std::int64_t y) {
-    constexpr int kMaxD = 64;
-    float re1[kMaxD], im1[kMaxD];
-    for (std::int64_t p = y * W; p < (y + 1) * W; ++p) {
-      float* v = base + p * d * 2;
-      float norm2 = 0.f;
-      for (std::int64_t c0 = 0; c0 < d; c0 += kMaxD) {  // d > 64 is processed in chunks, same formulas
-        const std::int64_t c1 = std::min(d, c0 + kMaxD);
-        for (std::int64_t c = c0; c < c1; ++c) {
-          const float pr = v[2 * c], pi = v[2 * c + 1];
-          const float mr = o.data[c * HW + p], mi = o.data[(d + c) * HW + p];
-          const float gr = law == QcaLaw::unet_unitary ? mr * pr - mi * pi : mr;
-          const float gi = law == QcaLaw::unet_unitary ? mr * pi + mi * pr : mi;
-          const float r = (pr + gr) - gamma * pr, i = (pi + gi) - gamma * pi;
-          re1[c - c0] = r;
-          im1[c - c0] = i;
-          norm2 += r * r + i * i;
-        }
-        for (std::int64_t c = c0; c < c1; ++c) {  // store psi1 until the norm is known
-          v[2 * c] = re1[c - c0];
-          v[2 * c + 1] = im1[c - c0];
-        }
-      }
-      const float inv = 1.f / (std::sqrt(norm2) + 1e-9f);
-      for (std::int64_t c = 0; c < 2 * d; ++c) v[c] *= inv;
-    }
-  });
-}
-
-// One step of the whole batch, in place. `scratch` holds X and O between calls (allocated on first use).
-struct QcaScratch {
-  Tensor x, o;
-};
-
-inline Status qca_step(QcaUnet& law, QcaLaw kind, float gamma, Tensor& psi, QcaScratch& scratch) {
+// One step of the whole batch, in place, on ctx's device (law and psi must be there): per sample,
+// pack psi into X[2d, H, W], run the U-Net, apply the per-cell update (with outc's bias).
+inline Status qca_step(Context& ctx, QcaUnet& law, QcaLaw kind, float gamma, Tensor& psi) {
   FE_TRY(check_qca_state(psi, law.d_state(), "qca_step"));
-  const std::int64_t c = 2 * law.d_state(), H = psi.dim(1), W = psi.dim(2);
-  if (scratch.x.shape() != Shape{c, H, W}) {
-    FE_TRY_ASSIGN(scratch.x, Tensor::empty({c, H, W}));
-    FE_TRY_ASSIGN(scratch.o, Tensor::empty({c, H, W}));
-  }
-  const ChwView<float> x{scratch.x.data<float>(), c, H, W}, o{scratch.o.data<float>(), c, H, W};
-  for (std::int64_t b = 0; b < psi.dim(0); ++b) {
-    qca_pack_planar(psi, b, x);
-    FE_TRY(law.forward(x, o));
-    qca_update_cells(o, kind, gamma, psi, b);
+  if (psi.device() != ctx.device() || law.device() != ctx.device())
+    return make_error(ErrorCode::invalid_argument, "qca_step",
+                      "the state and the law must be on the context's device " + ctx.device().to_string() +
+                          " (psi on " + psi.device().to_string() + ", law on " + law.device().to_string() + ")");
+  const std::int64_t c = 2 * law.d_state(), B = psi.dim(0), H = psi.dim(1), W = psi.dim(2), d = psi.dim(3);
+  for (std::int64_t b = 0; b < B; ++b) {
+    FE_TRY(ctx.begin_step());
+    FE_TRY_ASSIGN(const TensorRef cells, psi.ref().rows(b, 1).reshape({H, W, d, 2}));
+    FE_TRY_ASSIGN(const TensorRef x, ctx.workspace().allocate({c, H, W}));
+    FE_TRY_ASSIGN(const TensorRef o, ctx.workspace().allocate({c, H, W}));
+    FE_TRY(ops::complex_pack_planar(ctx, cells, x));
+    FE_TRY(law.forward(ctx, x, o, /*with_outc_bias=*/false));
+    FE_TRY(ops::complex_cell_update(ctx, o, law.outc_bias().cref(), cells, kind == QcaLaw::unet_unitary, gamma));
   }
   return {};
 }
 
+// The same on the host with a temporary CPU context (tests, one-off steps).
 inline Status qca_step(QcaUnet& law, QcaLaw kind, float gamma, Tensor& psi) {
-  QcaScratch scratch;
-  return qca_step(law, kind, gamma, psi, scratch);
+  Context ctx = Context::cpu();
+  return qca_step(ctx, law, kind, gamma, psi);
 }
 
 // ---- observables ----------------------------------------------------------------------------------

@@ -36,7 +36,11 @@
 #include "ferrite/backend/cpu/winograd.hpp"
 #include "ferrite/core/result.hpp"
 #include "ferrite/tensor/tensor.hpp"
+#include "ferrite/backend/cpu/reference/conv.hpp"
+#include "ferrite/backend/cuda/kernels.hpp"
+#include "ferrite/backend/winograd_f23.hpp"
 #include "ferrite/core/chw.hpp"
+#include "ferrite/ops/dispatch.hpp"
 
 namespace ferrite {
 
@@ -346,5 +350,152 @@ inline Status conv_transpose2d_k2s2(ChwView<const float> x, TensorView<const flo
   });
   return {};
 }
+
+
+// ================================================================================================
+// The convolution ops on any device (Context): planar images [C, H, W] of one sample as TensorRefs.
+//   ops::conv2d(ctx, x, weight[Cout, Cin, k, k], bias or {}, y, algorithm, winograd_u or {})
+//   ops::winograd_weights(ctx, host weight[Cout, Cin, 3, 3])  -> U[16, Cin, Cout] on ctx's device
+//   ops::conv_transpose2d_k2s2(ctx, x, weight[Cin, Cout, 2, 2], bias or {}, y[Cout, 2H, 2W])
+// CPU f32: the kernels above (Winograd where it pays under `automatic`). CPU f64: the scalar
+// reference (backend/cpu/reference/conv.hpp). CUDA: 1x1 and convT as one SGEMM (+ a bias or scatter
+// kernel); 3x3 as im2col + SGEMM (direct) or Winograd F(2x2, 3x3): input transform, 16 batched
+// GEMMs against U (transformed once, in double, by winograd_weights), output transform. CUDA
+// Winograd needs U: without it, automatic falls back to im2col and `winograd` is an error. Scratch
+// (cols, V, M, taps) comes from the context's workspace.
+namespace ops {
+
+namespace detail {
+inline Status check_conv(const char* op, const ConstTensorRef& x, const ConstTensorRef& w, const ConstTensorRef& bias,
+                         const ConstTensorRef& y, bool transposed) {
+  const std::string shapes = fe_format("x {}, weight {}, bias {}, y {}", x.describe(), w.describe(),
+                                       bias.defined() ? bias.describe() : std::string("none"), y.describe());
+  if (x.rank() != 3 || y.rank() != 3 || w.rank() != 4 || !x.is_contiguous() || !y.is_contiguous() || !w.is_contiguous())
+    return make_error(ErrorCode::shape_mismatch, op, "x, y must be contiguous [C, H, W], weight 4-D", shapes);
+  const std::int64_t cout = transposed ? w.dim(1) : w.dim(0), cin = transposed ? w.dim(0) : w.dim(1);
+  const bool spatial_ok = transposed ? (w.dim(2) == 2 && w.dim(3) == 2 && y.dim(1) == 2 * x.dim(1) && y.dim(2) == 2 * x.dim(2))
+                                     : (w.dim(2) == w.dim(3) && (w.dim(2) == 1 || w.dim(2) == 3) && y.dim(1) == x.dim(1) &&
+                                        y.dim(2) == x.dim(2));
+  if (x.dim(0) != cin || y.dim(0) != cout || !spatial_ok)
+    return make_error(ErrorCode::shape_mismatch, op,
+                      transposed ? "expected x[Cin, H, W], weight [Cin, Cout, 2, 2], y[Cout, 2H, 2W]"
+                                 : "expected x[Cin, H, W], weight [Cout, Cin, k, k] (k = 1 or 3), y[Cout, H, W]",
+                      shapes);
+  if (bias.defined() && (bias.shape != Shape{cout} || !bias.is_contiguous()))
+    return make_error(ErrorCode::shape_mismatch, op, "bias must be [Cout]", shapes);
+  return ok_status();
+}
+inline TensorView<const float> tv(const ConstTensorRef& t) { return {t.defined() ? t.ptr<float>() : nullptr, t.shape}; }
+}  // namespace detail
+
+// U[xi][ci][co] = (G g G^T)[xi] of filter g = weight[co, ci] (in double, rounded once), on ctx's device.
+inline Result<Tensor> winograd_weights(Context& ctx, const Tensor& weight) {
+  if (weight.dtype() != DType::f32 || weight.shape().rank() != 4 || weight.dim(2) != 3 || weight.dim(3) != 3)
+    return make_error(ErrorCode::shape_mismatch, "winograd_weights", "weight must be f32 [Cout, Cin, 3, 3]", weight.describe());
+  FE_TRY_ASSIGN(const Tensor host, weight.to(Device::cpu()));
+  const std::int64_t cout = weight.dim(0), cin = weight.dim(1);
+  FE_TRY_ASSIGN(Tensor u, Tensor::empty({16, cin, cout}));
+  float tile[16];
+  for (std::int64_t co = 0; co < cout; ++co)
+    for (std::int64_t ci = 0; ci < cin; ++ci) {
+      winograd_f23_weight_tile(host.data<float>() + (co * cin + ci) * 9, tile);
+      for (int xi = 0; xi < 16; ++xi) u.data<float>()[(xi * cin + ci) * cout + co] = tile[xi];
+    }
+  return u.to(ctx.device());
+}
+
+inline Status conv2d(Context& ctx, ConstTensorRef x, ConstTensorRef weight, ConstTensorRef bias, TensorRef y,
+                     ConvAlgorithm algorithm = ConvAlgorithm::automatic, ConstTensorRef winograd_u = {}) {
+  static constexpr const char* kOp = "conv2d";
+  const ConstTensorRef yc = y;
+  FE_TRY_ASSIGN(const Kernel kernel, select_kernel(kOp, ctx, x.dtype,
+                                                   {{"x", &x}, {"weight", &weight}, {"bias", bias.defined() ? &bias : nullptr},
+                                                    {"y", &yc}, {"winograd_u", winograd_u.defined() ? &winograd_u : nullptr}}));
+  FE_TRY(detail::check_conv(kOp, x, weight, bias, y, false));
+  const int k = static_cast<int>(weight.dim(2));
+  if (algorithm == ConvAlgorithm::winograd && k != 3)
+    return make_error(ErrorCode::invalid_argument, kOp, "Winograd needs a 3x3 kernel", weight.describe());
+  ProfileScope profile(ctx, kOp);
+  const std::int64_t cin = x.dim(0), cout = y.dim(0), H = x.dim(1), W = x.dim(2), P = H * W;
+  switch (kernel) {
+    case Kernel::cpu_f32:
+      return ferrite::conv2d(ChwView<const float>{x.ptr<float>(), cin, H, W}, detail::tv(weight), detail::tv(bias),
+                             ChwView<float>{y.ptr<float>(), cout, H, W}, algorithm);
+    case Kernel::cpu_f64:
+      cpu::reference::conv2d_same<double>(ChwView<const double>{x.ptr<double>(), cin, H, W}, weight.ptr<double>(), k,
+                                          bias.defined() ? bias.ptr<double>() : nullptr,
+                                          ChwView<double>{y.ptr<double>(), cout, H, W});
+      return ok_status();
+    case Kernel::cuda_f32: {
+      if (algorithm == ConvAlgorithm::winograd && !winograd_u.defined())
+        return make_error(ErrorCode::invalid_argument, kOp, "CUDA Winograd needs the transformed weights (ops::winograd_weights)",
+                          weight.describe());
+      const bool winograd = k == 3 && winograd_u.defined() && algorithm != ConvAlgorithm::direct;
+      const int dev = ctx.device().index;
+      const bool tf32 = ctx.options().allow_tf32;
+      if (k == 1) {  // y[Cout, P] = W[Cout, Cin] x[Cin, P]
+        FE_TRY(FE_DETAIL_CUDA(kOp, dev, cuda::kernels::sgemm(*ctx.stream(), Trans::no, Trans::no, cout, P, cin, 1.f,
+                                                             weight.ptr<float>(), cin, x.ptr<float>(), P, 0.f,
+                                                             y.ptr<float>(), P, tf32)));
+      } else if (!winograd) {  // cols[Cin*9, P], y = W[Cout, Cin*9] cols
+        FE_TRY_ASSIGN(TensorRef cols, ctx.workspace().allocate({cin * 9, P}));
+        FE_TRY(FE_DETAIL_CUDA(kOp, dev, cuda::kernels::im2col3x3(*ctx.stream(), x.ptr<float>(), cin, H, W, cols.ptr<float>())));
+        FE_TRY(FE_DETAIL_CUDA(kOp, dev, cuda::kernels::sgemm(*ctx.stream(), Trans::no, Trans::no, cout, P, cin * 9, 1.f,
+                                                             weight.ptr<float>(), cin * 9, cols.ptr<float>(), P, 0.f,
+                                                             y.ptr<float>(), P, tf32)));
+      } else {  // V[16][Cin][T], M[xi] = U[xi]^T V[xi] ([Cout, T]), y = output transform of M (+ bias)
+        const std::int64_t T = ((H + 1) / 2) * ((W + 1) / 2);
+        FE_TRY(expect_shape(kOp, "winograd_u", winograd_u, {16, cin, cout}));
+        FE_TRY_ASSIGN(TensorRef v, ctx.workspace().allocate({16, cin, T}));
+        FE_TRY_ASSIGN(TensorRef m, ctx.workspace().allocate({16, cout, T}));
+        FE_TRY(FE_DETAIL_CUDA(kOp, dev, cuda::kernels::winograd_input_transform(*ctx.stream(), x.ptr<float>(), cin, H, W,
+                                                                                v.ptr<float>())));
+        FE_TRY(FE_DETAIL_CUDA(kOp, dev, cuda::kernels::sgemm_strided_batched(
+                                            *ctx.stream(), Trans::yes, Trans::no, cout, T, cin, 1.f, winograd_u.ptr<float>(),
+                                            cout, cin * cout, v.ptr<float>(), T, cin * T, 0.f, m.ptr<float>(), T, cout * T,
+                                            16, tf32)));
+        return FE_DETAIL_CUDA(kOp, dev, cuda::kernels::winograd_output_transform(*ctx.stream(), m.ptr<float>(), cout, H, W,
+                                                                                 bias.defined() ? bias.ptr<float>() : nullptr,
+                                                                                 y.ptr<float>()));
+      }
+      if (!bias.defined()) return ok_status();
+      return FE_DETAIL_CUDA(kOp, dev, cuda::kernels::add_channel_bias(*ctx.stream(), y.ptr<float>(), cout, P, bias.ptr<float>()));
+    }
+  }
+  return make_error(ErrorCode::internal, kOp, "unreachable");
+}
+
+inline Status conv_transpose2d_k2s2(Context& ctx, ConstTensorRef x, ConstTensorRef weight, ConstTensorRef bias, TensorRef y) {
+  static constexpr const char* kOp = "conv_transpose2d_k2s2";
+  const ConstTensorRef yc = y;
+  FE_TRY_ASSIGN(const Kernel kernel, select_kernel(kOp, ctx, x.dtype,
+                                                   {{"x", &x}, {"weight", &weight}, {"bias", bias.defined() ? &bias : nullptr}, {"y", &yc}}));
+  FE_TRY(detail::check_conv(kOp, x, weight, bias, y, true));
+  ProfileScope profile(ctx, kOp);
+  const std::int64_t cin = x.dim(0), cout = y.dim(0), H = x.dim(1), W = x.dim(2), P = H * W;
+  switch (kernel) {
+    case Kernel::cpu_f32:
+      return ferrite::conv_transpose2d_k2s2(ChwView<const float>{x.ptr<float>(), cin, H, W}, detail::tv(weight),
+                                            detail::tv(bias), ChwView<float>{y.ptr<float>(), cout, 2 * H, 2 * W});
+    case Kernel::cpu_f64:
+      cpu::reference::conv_transpose2d_k2s2<double>(ChwView<const double>{x.ptr<double>(), cin, H, W}, weight.ptr<double>(),
+                                                     bias.defined() ? bias.ptr<double>() : nullptr,
+                                                     ChwView<double>{y.ptr<double>(), cout, 2 * H, 2 * W});
+      return ok_status();
+    case Kernel::cuda_f32: {  // taps[Cout*4, P] = W[Cin, Cout*4]^T x[Cin, P], then scatter (+ bias)
+      const int dev = ctx.device().index;
+      FE_TRY_ASSIGN(TensorRef taps, ctx.workspace().allocate({cout * 4, P}));
+      FE_TRY(FE_DETAIL_CUDA(kOp, dev, cuda::kernels::sgemm(*ctx.stream(), Trans::yes, Trans::no, cout * 4, P, cin, 1.f,
+                                                           weight.ptr<float>(), cout * 4, x.ptr<float>(), P, 0.f,
+                                                           taps.ptr<float>(), P, ctx.options().allow_tf32)));
+      return FE_DETAIL_CUDA(kOp, dev, cuda::kernels::conv_transpose_k2s2_scatter(*ctx.stream(), taps.ptr<float>(), cout, H, W,
+                                                                                 bias.defined() ? bias.ptr<float>() : nullptr,
+                                                                                 y.ptr<float>()));
+    }
+  }
+  return make_error(ErrorCode::internal, kOp, "unreachable");
+}
+
+}  // namespace ops
 
 }  // namespace ferrite

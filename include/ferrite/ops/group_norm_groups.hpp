@@ -1,7 +1,6 @@
 #pragma once
-// The QCA U-Net's GroupNorm group rule (Aetheria's ConvBlock), in one place for the CPU ops
-// (ops/norm.hpp) and the CUDA plan (backend/cuda/impl/qca_plan.hpp); no dependencies, so the plan
-// stays free of TBB and xsimd.
+// The QCA U-Net's GroupNorm group rule (Aetheria's ConvBlock), in one place for the model
+// (models/qca.hpp) and the tests; no dependencies.
 #include <cstdint>
 
 namespace ferrite {

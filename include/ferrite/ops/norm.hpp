@@ -16,7 +16,10 @@
 
 #include "ferrite/core/result.hpp"
 #include "ferrite/tensor/tensor.hpp"
+#include "ferrite/backend/cpu/reference/conv.hpp"
+#include "ferrite/backend/cuda/kernels.hpp"
 #include "ferrite/core/chw.hpp"
+#include "ferrite/ops/dispatch.hpp"
 #include "ferrite/ops/group_norm_groups.hpp"
 
 namespace ferrite {
@@ -140,5 +143,52 @@ inline Status elu(TensorView<const float> x, TensorView<float> y) {
   norm_detail::scale_shift_act(x.data, x.numel(), 0.f, 1.f, 0.f, NormActivation::elu, y.data);
   return {};
 }
+
+// GroupNorm (+ ELU) on any device: ops::group_norm(ctx, x[C, H, W], groups, gamma[C], beta[C], eps, act, y)
+// (y may be x). CPU f32: the kernel above (two passes in double: mean, then squared deviations);
+// CPU f64: the scalar reference; CUDA: per-chunk (sum, sum of squares) partials in double combined
+// in a fixed order, one apply kernel with ELU fused (scratch from the workspace).
+namespace ops {
+
+inline Status group_norm(Context& ctx, ConstTensorRef x, std::int64_t groups, ConstTensorRef gamma, ConstTensorRef beta,
+                         double eps, NormActivation act, TensorRef y) {
+  static constexpr const char* kOp = "group_norm";
+  const ConstTensorRef yc = y;
+  FE_TRY_ASSIGN(const Kernel kernel, select_kernel(kOp, ctx, x.dtype, {{"x", &x}, {"gamma", &gamma}, {"beta", &beta}, {"y", &yc}}));
+  if (x.rank() != 3 || !x.is_contiguous() || !y.is_contiguous())
+    return make_error(ErrorCode::shape_mismatch, kOp, "x and y must be contiguous [C, H, W] images",
+                      fe_format("x {}, y {}", x.describe(), y.describe()));
+  const std::int64_t C = x.dim(0), P = x.dim(1) * x.dim(2);
+  if (y.shape != x.shape || groups <= 0 || C % groups != 0 || gamma.shape != Shape{C} || beta.shape != Shape{C})
+    return make_error(ErrorCode::shape_mismatch, kOp, "y must match x, groups divide C, gamma and beta [C]",
+                      fe_format("x {}, groups {}, gamma {}, beta {}, y {}", x.describe(), groups, gamma.describe(),
+                                beta.describe(), y.describe()));
+  ProfileScope profile(ctx, kOp);
+  switch (kernel) {
+    case Kernel::cpu_f32:
+      return ferrite::group_norm(ChwView<const float>{x.ptr<float>(), C, x.dim(1), x.dim(2)}, groups,
+                                 TensorView<const float>{gamma.ptr<float>(), gamma.shape},
+                                 TensorView<const float>{beta.ptr<float>(), beta.shape}, eps, act,
+                                 ChwView<float>{y.ptr<float>(), C, x.dim(1), x.dim(2)});
+    case Kernel::cpu_f64:
+      cpu::reference::group_norm<double>(ChwView<const double>{x.ptr<double>(), C, x.dim(1), x.dim(2)}, groups,
+                                         gamma.ptr<double>(), beta.ptr<double>(), eps, act == NormActivation::elu,
+                                         ChwView<double>{y.ptr<double>(), C, x.dim(1), x.dim(2)});
+      return ok_status();
+    case Kernel::cuda_f32: {
+      const int dev = ctx.device().index;
+      FE_TRY_ASSIGN(const std::int64_t bytes,
+                    FE_DETAIL_CUDA_RESULT(std::int64_t, kOp, dev,
+                                          Result<std::int64_t>(cuda::kernels::group_norm_scratch_bytes(C, P, groups))));
+      FE_TRY_ASSIGN(TensorRef scratch, ctx.workspace().allocate({(bytes + 3) / 4}));
+      return FE_DETAIL_CUDA(kOp, dev, cuda::kernels::group_norm(*ctx.stream(), x.ptr<float>(), C, P, groups, gamma.ptr<float>(),
+                                                                beta.ptr<float>(), eps, act == NormActivation::elu,
+                                                                y.ptr<float>(), scratch.data));
+    }
+  }
+  return make_error(ErrorCode::internal, kOp, "unreachable");
+}
+
+}  // namespace ops
 
 }  // namespace ferrite

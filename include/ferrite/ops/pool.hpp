@@ -10,7 +10,10 @@
 #include <tbb/parallel_for.h>
 
 #include "ferrite/core/result.hpp"
+#include "ferrite/backend/cpu/reference/conv.hpp"
+#include "ferrite/backend/cuda/kernels.hpp"
 #include "ferrite/core/chw.hpp"
+#include "ferrite/ops/dispatch.hpp"
 
 namespace ferrite {
 
@@ -47,5 +50,34 @@ inline Status concat_channels(ChwView<const float> a, ChwView<const float> b, Ch
   if (b.numel()) std::memmove(y.data + a.numel(), b.data, sizeof(float) * std::size_t(b.numel()));
   return {};
 }
+
+// 2x2 max pooling on any device: ops::maxpool2x2(ctx, x[C, H, W], y[C, H/2, W/2]) (H, W even).
+namespace ops {
+
+inline Status maxpool2x2(Context& ctx, ConstTensorRef x, TensorRef y) {
+  static constexpr const char* kOp = "maxpool2x2";
+  const ConstTensorRef yc = y;
+  FE_TRY_ASSIGN(const Kernel kernel, select_kernel(kOp, ctx, x.dtype, {{"x", &x}, {"y", &yc}}));
+  if (x.rank() != 3 || y.rank() != 3 || !x.is_contiguous() || !y.is_contiguous() || x.dim(1) % 2 || x.dim(2) % 2 ||
+      y.dim(0) != x.dim(0) || 2 * y.dim(1) != x.dim(1) || 2 * y.dim(2) != x.dim(2))
+    return make_error(ErrorCode::shape_mismatch, kOp, "expected contiguous x[C, H, W] (H, W even) and y[C, H/2, W/2]",
+                      fe_format("x {}, y {}", x.describe(), y.describe()));
+  ProfileScope profile(ctx, kOp);
+  const std::int64_t C = x.dim(0), H = x.dim(1), W = x.dim(2);
+  switch (kernel) {
+    case Kernel::cpu_f32:
+      return ferrite::maxpool2x2(ChwView<const float>{x.ptr<float>(), C, H, W}, ChwView<float>{y.ptr<float>(), C, H / 2, W / 2});
+    case Kernel::cpu_f64:
+      cpu::reference::maxpool2x2<double>(ChwView<const double>{x.ptr<double>(), C, H, W},
+                                         ChwView<double>{y.ptr<double>(), C, H / 2, W / 2});
+      return ok_status();
+    case Kernel::cuda_f32:
+      return FE_DETAIL_CUDA(kOp, ctx.device().index,
+                            cuda::kernels::maxpool2x2(*ctx.stream(), x.ptr<float>(), C, H, W, y.ptr<float>()));
+  }
+  return make_error(ErrorCode::internal, kOp, "unreachable");
+}
+
+}  // namespace ops
 
 }  // namespace ferrite

@@ -97,4 +97,43 @@ Status advance_step(const Stream& s, i64* step);
 Status philox_uniform(const Stream& s, float* out, i64 n, std::uint64_t seed, std::uint64_t stream,
                       std::uint64_t offset);
 
+// --- convolution family (impl/conv.cuh): planar images [C, H, W] of one sample, P = H*W -----------
+// In-plane indices are 32-bit: a plane (P floats; 4P for the scatter's output) beyond INT_MAX is
+// unsupported. Channels are not limited (rows beyond gridDim.y's 65535 are looped over).
+// Batched GEMM (cublasSgemmStridedBatched, row-major as sgemm): C_i = alpha op(A_i) op(B_i) + beta C_i.
+Status sgemm_strided_batched(const Stream& s, Trans ta, Trans tb, i64 m, i64 n, i64 k, float alpha, const float* a,
+                             i64 lda, i64 stride_a, const float* b, i64 ldb, i64 stride_b, float beta, float* c,
+                             i64 ldc, i64 stride_c, i64 batch, bool tf32);
+// cols[cin*9, P] = im2col of a 3x3 "same" convolution (row ci*9 + ky*3 + kx, zero padding).
+Status im2col3x3(const Stream& s, const float* x, i64 cin, i64 height, i64 width, float* cols);
+// Winograd F(2x2, 3x3), T = ceil(H/2) * ceil(W/2) tiles: V[16][cin][T] = Bᵀ d B of every 4x4 patch;
+// y[cout, H, W] = Aᵀ M A per tile from M[16][cout][T] (cut at the image edge), + bias[cout] if non-null.
+Status winograd_input_transform(const Stream& s, const float* x, i64 cin, i64 height, i64 width, float* v);
+Status winograd_output_transform(const Stream& s, const float* m, i64 cout, i64 height, i64 width,
+                                 const float* bias, float* y);
+// y[c, p] += bias[c] over `channels` planes of P floats.
+Status add_channel_bias(const Stream& s, float* y, i64 channels, i64 plane, const float* bias);
+// ConvTranspose2d k2 s2: y[co, 2i+ky, 2j+kx] = taps[co*4 + ky*2 + kx, i*W + j] + bias[co], from the
+// GEMM's taps[cout*4, H*W] (input H x W, output 2H x 2W).
+Status conv_transpose_k2s2_scatter(const Stream& s, const float* taps, i64 cout, i64 height, i64 width,
+                                   const float* bias, float* y);
+// y[C, H/2, W/2] = 2x2 max pooling of x[C, H, W] (H, W even; odd: the last row / column is dropped).
+// NaN as the CPU's std::max(std::max(a, b), std::max(c, d)) (ops/pool.hpp), not torch's propagating max.
+Status maxpool2x2(const Stream& s, const float* x, i64 channels, i64 height, i64 width, float* y);
+// GroupNorm (impl/norm.cuh) over x[C, P] (groups of C/groups contiguous channels) with affine
+// gamma/beta[C] (null: none) and ELU (alpha 1) when elu; y may alias x. Statistics in double (per-chunk
+// (sum, sum of squares) partials, combined in a fixed order: deterministic). `partials` is 8-byte
+// aligned device scratch of group_norm_scratch_bytes(C, P, groups) bytes (0 for empty or invalid sizes).
+i64 group_norm_scratch_bytes(i64 channels, i64 plane, i64 groups) noexcept;
+Status group_norm(const Stream& s, const float* x, i64 channels, i64 plane, i64 groups, const float* gamma,
+                  const float* beta, double eps, bool elu, float* y, void* partials);
+
+// --- complex cells (impl/complex.cuh): the QCA state psi[H, W, d, 2] of one sample ---------------
+// x[2d, P]: x[c] = Re psi[:, :, c], x[d + c] = Im psi[:, :, c].
+Status complex_pack_planar(const Stream& s, const float* psi, i64 plane, i64 d, float* x);
+// Per cell: m_c = (o[c] + b[c]) + i (o[d+c] + b[d+c]) (bias may be null); g = m psi (unitary) or m;
+// psi1 = psi + g - gamma psi; psi = psi1 / (|psi1| + 1e-9), in place.
+Status complex_cell_update(const Stream& s, const float* o, const float* bias, float* psi, i64 plane, i64 d,
+                           bool unitary, float gamma);
+
 }  // namespace ferrite::cuda::kernels

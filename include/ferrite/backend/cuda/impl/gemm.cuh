@@ -19,12 +19,7 @@ Status sgemm(const Stream& s, Trans ta, Trans tb, i64 m, i64 n, i64 k, float alp
   if (m <= 0 || n <= 0) return ok_status();
   FE_TRY_ASSIGN(auto guard, detail::enter(s));
   Stream::Impl& t = *s.impl();
-  // The math mode is a property of the handle read at call time: switched only when it changes, so
-  // a run with one setting costs nothing per call (and a captured graph keeps each call's kernel).
-  if (t.blas_tf32 != tf32) {
-    FE_TRY(t.blas.set_tf32(tf32));
-    t.blas_tf32 = tf32;
-  }
+  FE_TRY(detail::use_tf32(t, tf32));
   return detail::sgemm(t.blas, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

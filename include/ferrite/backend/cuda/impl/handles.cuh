@@ -1,7 +1,8 @@
 #pragma once
 // RAII owners of CUDA and cuBLAS handles (stream, event, graph; Blas = a cuBLAS handle with its own
 // workspace) and the row-major SGEMMs on device pointers (nvcc only). Used by cuda::Stream
-// (impl/stream.cuh, impl/runtime.cuh), kernels::sgemm (impl/gemm.cuh) and the QCA unit.
+// (impl/stream.cuh, impl/runtime.cuh), kernels::sgemm (impl/gemm.cuh) and
+// kernels::sgemm_strided_batched (impl/conv.cuh).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -163,12 +164,13 @@ inline Status sgemm(const Blas& blas, Trans ta, Trans tb, std::int64_t m, std::i
   return check_cublas(blas.api(), what.c_str(), status);
 }
 
-// `batch` row-major GEMMs C_i = op(A_i) op(B_i) (alpha 1, beta 0), A_i = a + i * stride_a etc.,
+// `batch` row-major GEMMs C_i = alpha * op(A_i) op(B_i) + beta * C_i, A_i = a + i * stride_a etc.,
 // through cublasSgemmStridedBatched with the same operand swap as sgemm.
 inline Status sgemm_strided_batched(const Blas& blas, Trans ta, Trans tb, std::int64_t m, std::int64_t n,
-                                    std::int64_t k, const float* a, std::int64_t lda, std::int64_t stride_a,
-                                    const float* b, std::int64_t ldb, std::int64_t stride_b, float* c,
-                                    std::int64_t ldc, std::int64_t stride_c, std::int64_t batch) {
+                                    std::int64_t k, float alpha, const float* a, std::int64_t lda,
+                                    std::int64_t stride_a, const float* b, std::int64_t ldb, std::int64_t stride_b,
+                                    float beta, float* c, std::int64_t ldc, std::int64_t stride_c,
+                                    std::int64_t batch) {
   for (std::int64_t v : {m, n, k, lda, ldb, ldc, batch})
     if (v > INT_MAX)
       return make_error(ErrorCode::unsupported, "cublasSgemmStridedBatched",
@@ -176,7 +178,6 @@ inline Status sgemm_strided_batched(const Blas& blas, Trans ta, Trans tb, std::i
   if (m == 0 || n == 0 || batch == 0) return ok_status();
   const auto op = [](Trans t) { return t == Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N; };
   const auto ld = [](std::int64_t v) { return static_cast<int>(v < 1 ? 1 : v); };
-  const float alpha = 1.f, beta = 0.f;
   const cublasStatus_t status = blas.api().sgemm_strided_batched(
       blas.get(), op(tb), op(ta), static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b, ld(ldb),
       static_cast<long long>(stride_b), a, ld(lda), static_cast<long long>(stride_a), &beta, c, ld(ldc),
