@@ -39,31 +39,40 @@ class Workspace {
     for (int i = 0; i < shape.rank(); ++i)
       if (shape[i] < 0)
         return make_error(ErrorCode::invalid_argument, "Workspace::allocate", "negative dimension", shape.to_string());
-    const std::size_t bytes = align(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype));
-    if (chunks_.empty() || used_ + bytes > chunks_[current_].nbytes()) {
-      // Next chunk, or a new one big enough (at least double the last).
-      if (!chunks_.empty() && current_ + 1 < chunks_.size() && bytes <= chunks_[current_ + 1].nbytes()) {
+    const std::size_t bytes = round_up(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype), kTensorAlignment);
+    // Buffers of a page or more start on a page boundary: packed side by side at 64 bytes, the MLP's
+    // activations and gradients alias in the L1/L2 sets (measured: +7% step time at batch 32, 2
+    // threads, against page-aligned starts, which match separate allocations).
+    const std::size_t boundary = bytes >= kPage ? kPage : kTensorAlignment;
+    std::size_t pad = chunks_.empty() ? 0 : padding(chunks_[current_], used_, boundary);
+    if (chunks_.empty() || used_ + pad + bytes > chunks_[current_].nbytes()) {
+      // The next chunk, or a new one big enough (at least double the last; slack for the boundary).
+      if (!chunks_.empty() && current_ + 1 < chunks_.size() && bytes + kPage <= chunks_[current_ + 1].nbytes()) {
         ++current_;
       } else {
         const std::size_t last = chunks_.empty() ? 0 : chunks_.back().nbytes();
-        FE_TRY_ASSIGN(Tensor raw, Tensor::empty({static_cast<std::int64_t>(std::max(bytes, 2 * last) / 4)}, DType::f32, device_));
+        FE_TRY_ASSIGN(Tensor raw, Tensor::empty({static_cast<std::int64_t>(std::max(bytes + kPage, 2 * last) / 4)},
+                                                DType::f32, device_));
         chunks_.push_back(std::move(raw));
         current_ = chunks_.size() - 1;
       }
       used_ = 0;
+      pad = padding(chunks_[current_], 0, boundary);
     }
-    void* p = static_cast<char*>(chunks_[current_].raw_data()) + used_;
-    used_ += bytes;
-    pass_bytes_ += bytes;
+    void* p = static_cast<char*>(chunks_[current_].raw_data()) + used_ + pad;
+    used_ += pad + bytes;
+    pass_bytes_ += pad + bytes;
     high_water_ = std::max(high_water_, pass_bytes_);
     return TensorRef(p, dtype, device_, shape);
   }
 
   // Everything allocated since the last reset is dead from here on.
   Status reset() {
-    if (chunks_.size() > 1) {  // merge: one block of the whole last pass from now on
+    if (chunks_.size() > 1) {  // merge: one block of the whole last pass from now on (+ a page of slack per
+                               // chunk: the page padding depends on where each buffer falls)
+      const std::size_t slack = kPage * chunks_.size();
       chunks_.clear();
-      FE_TRY_ASSIGN(Tensor merged, Tensor::empty({static_cast<std::int64_t>(high_water_ / 4)}, DType::f32, device_));
+      FE_TRY_ASSIGN(Tensor merged, Tensor::empty({static_cast<std::int64_t>((high_water_ + slack) / 4)}, DType::f32, device_));
       chunks_.push_back(std::move(merged));
     }
     current_ = 0;
@@ -81,7 +90,14 @@ class Workspace {
   Device device() const noexcept { return device_; }
 
  private:
-  static std::size_t align(std::size_t bytes) { return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment; }
+  static constexpr std::size_t kPage = 4096;
+  static std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
+  // Bytes to skip after `used` bytes of `chunk` so that the next buffer's address is a multiple of
+  // `boundary` (addresses, not offsets: device and host blocks are only 64-byte aligned themselves).
+  static std::size_t padding(const Tensor& chunk, std::size_t used, std::size_t boundary) {
+    const auto address = reinterpret_cast<std::uintptr_t>(chunk.raw_data()) + used;
+    return (boundary - address % boundary) % boundary;
+  }
   Device device_;
   std::vector<Tensor> chunks_;
   std::size_t current_ = 0, used_ = 0, pass_bytes_ = 0, high_water_ = 0;
