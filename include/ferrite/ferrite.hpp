@@ -66,6 +66,7 @@
 #include "ferrite/nn/sequential.hpp"
 #include "ferrite/nn/state_dict.hpp"
 #include "ferrite/optim/adam.hpp"
+#include "ferrite/optim/clip.hpp"
 #include "ferrite/optim/factory.hpp"
 #include "ferrite/optim/optimizer.hpp"
 #include "ferrite/optim/reference.hpp"

@@ -24,6 +24,7 @@
 #include "ferrite/ops/loss.hpp"
 #include "ferrite/ops/optimizer.hpp"
 #include "ferrite/ops/reduce.hpp"
+#include "ferrite/optim/clip.hpp"
 #include "ferrite/optim/reference.hpp"
 
 using namespace ferrite;
@@ -306,6 +307,31 @@ TEST_P(BackendOps, ErrorsNameTheOpOperandsAndDtypes) {
   }
 }
 
+TEST_P(BackendOps, SumOfSquaresAndClipByNorm) {
+  for (std::int64_t n : {1, 255, 257, 4099}) {
+    Tensor x64 = randn64({n}, 60);
+    Tensor x = up(x64);
+    double want = 0;
+    for (std::int64_t i = 0; i < n; ++i) want += x64.data<double>()[i] * x64.data<double>()[i];
+    Tensor s = Tensor::zeros({1}, DType::f64, device()).value();
+    ASSERT_TRUE(ops::sum_of_squares(ctx(), x.cref(), s.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(s), {want}, 1e-12, 0, "sum_of_squares");
+    // max_norm above the norm: unchanged; below: scaled to max_norm (up to the 1e-6 and a rounding).
+    const double norm = std::sqrt(want);
+    ASSERT_TRUE(ops::clip_by_norm(ctx(), x.ref(), s.cref(), 2 * norm + 1).ok());
+    ASSERT_TRUE(sync().ok());
+    std::vector<double> same(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) same[static_cast<std::size_t>(i)] = x64.data<double>()[i];
+    expect_close(to_host(x), same, 0, 0, "clip above the norm");
+    ASSERT_TRUE(ops::clip_by_norm(ctx(), x.ref(), s.cref(), 0.5 * norm).ok());
+    Tensor s2 = Tensor::zeros({1}, DType::f64, device()).value();
+    ASSERT_TRUE(ops::sum_of_squares(ctx(), x.cref(), s2.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    EXPECT_NEAR(std::sqrt(to_host(s2)[0]), 0.5 * norm, 1e-5 * norm) << n;
+  }
+}
+
 // ---- the convolution family (planar [C, H, W] images of one sample) ------------------------------
 
 TEST_P(BackendOps, Conv2dEveryAlgorithmOddShapes) {
@@ -392,6 +418,24 @@ TEST_P(BackendOps, ComplexPackAndCellUpdate) {
       ASSERT_NEAR(std::sqrt(n), 1.0, 1e-6);
     }
   }
+}
+
+TEST(BackendOpsOptim, ClipGradNormOnAStoreMatchesTorchsFormula) {
+  // Two hand-made gradients in a ParameterStore: total = sqrt(sum g^2); clipped to max_norm.
+  Context ctx = Context::cpu();
+  Tensor a = Tensor::zeros({3}).value(), ga = Tensor::zeros({3}).value(), b = Tensor::zeros({2, 2}).value(),
+         gb = Tensor::zeros({2, 2}).value();
+  nn::ParameterList params{{"a", &a, &ga, nullptr}, {"b", &b, &gb, nullptr}};
+  auto store = nn::ParameterStore::create(params).value();
+  const float g[] = {3, 0, 4, 1, 2, 2, 0};  // a: 3 0 4, b: 1 2 2 0 -> total sqrt(25 + 9) = sqrt(34)
+  for (int i = 0; i < 3; ++i) ga.data<float>()[i] = g[i];
+  for (int i = 0; i < 4; ++i) gb.data<float>()[i] = g[3 + i];
+  const double total = optim::clip_grad_norm(ctx, store, 1.0).value();
+  EXPECT_NEAR(total, std::sqrt(34.0), 1e-12);
+  const float c = static_cast<float>(1.0 / (std::sqrt(34.0) + 1e-6));
+  EXPECT_EQ(ga.data<float>()[0], 3.f * c);
+  EXPECT_EQ(gb.data<float>()[2], 2.f * c);
+  ASSERT_TRUE(ctx.begin_step().ok());
 }
 
 // ---- backward against finite differences (f64 reference, CPU) -----------------------------------

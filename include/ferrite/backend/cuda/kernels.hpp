@@ -53,6 +53,13 @@ Status copy_to_host(const Stream& s, void* host_dst, const void* src, i64 bytes)
 Status column_sums(const Stream& s, const float* x, i64 ldx, i64 rows, i64 cols, float* out, bool accumulate,
                    const float* relu_y, i64 ldy, float* masked, i64 ldm);
 
+// out[0] = sum of x[i]^2 over n floats, in double, in a fixed order (one block: each thread a
+// strided partial, then a tree in shared memory): the squared global norm for gradient clipping.
+Status sum_of_squares(const Stream& s, const float* x, i64 n, double* out);
+// x *= min(1, max_norm / (sqrt(*sum_sq) + 1e-6)) over n floats, the factor computed on the device
+// from the device scalar sum_sq (no host round trip): torch.nn.utils.clip_grad_norm_'s scaling.
+Status clip_by_norm(const Stream& s, float* x, i64 n, const double* sum_sq, double max_norm);
+
 // --- loss (impl/loss.cuh) -------------------------------------------------------------------
 // Fused softmax + cross-entropy over logits[rows, cols] with labels[rows] in [0, cols):
 //   probs   = softmax(logits)                       (skipped if null)

@@ -1,6 +1,7 @@
 #pragma once
 // kernels::column_sums (backend/cuda/kernels.hpp), plain or fused with the ReLU mask: the bias
-// gradient of Linear (nvcc only; included by src/cuda_reduce.cu alone). CPU oracle:
+// gradient of Linear; kernels::sum_of_squares and clip_by_norm (gradient clipping by global norm)
+// (nvcc only; included by src/cuda_reduce.cu alone). CPU oracle:
 // cpu::column_sums (backend/cpu/nn_ops.hpp) and, for the mask, cpu::relu_backward.
 //
 // Determinism: no atomics. Block (32, 8) covers 32 columns: thread (tx, ty) adds rows ty, ty + 8,
@@ -10,6 +11,7 @@
 // 0..B-1) the sums differ by float rounding only.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -71,6 +73,48 @@ Status column_sums(const Stream& s, const float* x, i64 ldx, i64 rows, i64 cols,
     column_sums_kernel<false><<<static_cast<unsigned>(grid), block, 0, detail::raw_stream(s)>>>(
         x, ldx, rows, cols, out, accumulate, nullptr, 0, nullptr, 0);
   return detail::check_launch("column_sums_kernel");
+}
+
+namespace {
+inline constexpr int kNormThreads = 256;
+
+__global__ void sum_of_squares_kernel(const float* __restrict__ x, i64 n, double* __restrict__ out) {
+  __shared__ double partial[kNormThreads];
+  double acc = 0.0;
+  for (i64 i = threadIdx.x; i < n; i += kNormThreads) {
+    const double v = x[i];
+    acc = __fma_rn(v, v, acc);
+  }
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = kNormThreads / 2; stride > 0; stride >>= 1) {  // fixed tree: deterministic
+    if (threadIdx.x < stride) partial[threadIdx.x] = __dadd_rn(partial[threadIdx.x], partial[threadIdx.x + stride]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[0] = partial[0];
+}
+
+__global__ void clip_by_norm_kernel(float* __restrict__ x, i64 n, const double* __restrict__ sum_sq, double max_norm) {
+  const double coef = max_norm / (sqrt(*sum_sq) + 1e-6);
+  if (!(coef < 1.0)) return;  // within the norm (or NaN): unchanged, like torch's clamp(max=1)
+  const float c = static_cast<float>(coef);
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    x[i] = __fmul_rn(x[i], c);
+}
+}  // namespace
+
+Status sum_of_squares(const Stream& s, const float* x, i64 n, double* out) {
+  FE_TRY_ASSIGN(auto guard, detail::enter(s));
+  sum_of_squares_kernel<<<1, kNormThreads, 0, detail::raw_stream(s)>>>(x, n < 0 ? 0 : n, out);
+  return detail::check_launch("sum_of_squares_kernel");
+}
+
+Status clip_by_norm(const Stream& s, float* x, i64 n, const double* sum_sq, double max_norm) {
+  if (n <= 0) return ok_status();
+  FE_TRY_ASSIGN(auto guard, detail::enter(s));
+  const i64 blocks = std::min<i64>((n + 255) / 256, 4096);
+  clip_by_norm_kernel<<<static_cast<unsigned>(blocks), 256, 0, detail::raw_stream(s)>>>(x, n, sum_sq, max_norm);
+  return detail::check_launch("clip_by_norm_kernel");
 }
 
 }  // namespace ferrite::cuda::kernels
