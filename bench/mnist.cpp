@@ -63,7 +63,7 @@ struct Config {
   std::string export_data;
   bool quiet = false;
   bool pin = true;            // pin the main thread and TBB workers to distinct CPUs
-  bool cuda_graphs = false;   // --device cuda: replay the training step as one CUDA graph (not yet on the generic core)
+  bool cuda_graphs = false;   // --device cuda: each full-batch step as one CUDA graph launch (train/step_graph.hpp)
   bool tf32 = false;          // --device cuda: TF32 tensor cores in the GEMMs (off: FP32 parity)
   std::int64_t profile_steps = 0;  // > 0: after the timed run, time every op over this many steps
 };
@@ -134,15 +134,14 @@ Status export_data(const std::string& path, const Config& c, const data::Dataset
 // initial weights and a fresh optimizer, so the timed run starts exactly where PyTorch's does.
 train::TrainOptions warmup_options(const Config& c, std::int64_t train_size) {
   return {c.batch, 1 + c.warmup_steps * c.batch / std::max<std::int64_t>(train_size, 1), c.seed ^ 0x5eedull,
-          c.warmup_steps};
+          c.warmup_steps, c.cuda_graphs};
 }
 
 Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
-  if (c.cuda_graphs)
-    return make_error(ErrorCode::unsupported, "bench/mnist",
-                      "--cuda-graphs: whole-step CUDA graph capture is not yet implemented on the device-generic core "
-                      "(steps run eagerly on the stream); run without it");
+  if (c.cuda_graphs && !device.is_cuda())
+    return make_error(ErrorCode::invalid_argument, "bench/mnist",
+                      fmt::format("--cuda-graphs needs --device cuda:N (got --device {})", device.to_string()));
   FE_TRY(check_device(device));
   FE_TRY_ASSIGN(auto datasets, load_data(c));
   auto& [train, test] = datasets;
@@ -186,7 +185,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt, &store));
   FE_TRY_ASSIGN(const train::TrainHistory history,
-                train::train_classifier(ctx, model, *optimizer, train, {c.batch, c.epochs, c.seed, -1}, on_step));
+                train::train_classifier(ctx, model, *optimizer, train, {c.batch, c.epochs, c.seed, -1, c.cuda_graphs}, on_step));
   FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(ctx, model, train, c.eval_batch));
   FE_TRY_ASSIGN(auto test_eval, train::evaluate_classifier(ctx, model, test, c.eval_batch));
   json profile = nullptr;
@@ -207,7 +206,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
     device_json = bench::cuda_device_json(device, info, threads);
     peak_device_mb = cuda::bytes_to_mib(memory.peak_allocated_bytes);
     peak_device_reserved_mb = cuda::bytes_to_mib(memory.peak_reserved_bytes);
-    backend = {{"gemm", "cublasSgemm"}, {"cuda_graphs", false}, {"tf32", c.tf32}};
+    backend = {{"gemm", "cublasSgemm"}, {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}};
     step_time = "GPU time per step: CUDA events recorded between steps (losses read back once per epoch)";
   }
   struct {
@@ -291,7 +290,7 @@ int main(int argc, char** argv) {
   app.add_option("--export-data", c.export_data, "write the data and every epoch's batch order (safetensors)");
   app.add_flag("--quiet", c.quiet, "no progress on stderr");
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
-  app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (not yet available on the generic core: refused)");
+  app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: run each full-batch step as one CUDA graph launch (captured after one eager step)");
   app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many extra steps (extra.profile)")->check(CLI::NonNegativeNumber);
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
   CLI11_PARSE(app, argc, argv);

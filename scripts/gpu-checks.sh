@@ -124,6 +124,9 @@ if [ "$stage" = compare ] || [ "$stage" = all ]; then
         && pytorch+=("$cmp/pytorch-cuda-$i.json")
     done
     metric "$cmp/ferrite-cuda-1.json"; metric "$cmp/pytorch-cuda-1.json"
+    check ferrite-cuda-graphs "$bin/mnist" "${data_args[@]}" --epochs 5 --device cuda --quiet --cuda-graphs \
+      --init-from "$cmp/init.safetensors" --json "$cmp/ferrite-cuda-graphs.json"
+    metric "$cmp/ferrite-cuda-graphs.json"
     check pytorch-cuda-graphs "$py" scripts/pytorch/mnist.py --epochs 5 --device cuda --quiet --cuda-graphs \
       --init-from "$cmp/init.safetensors" --data-from "$cmp/data.safetensors" --json "$cmp/pytorch-cuda-graphs.json"
     metric "$cmp/pytorch-cuda-graphs.json"

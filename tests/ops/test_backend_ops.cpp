@@ -24,6 +24,7 @@
 #include "ferrite/ops/loss.hpp"
 #include "ferrite/ops/optimizer.hpp"
 #include "ferrite/ops/reduce.hpp"
+#include "ferrite/ops/step.hpp"
 #include "ferrite/optim/clip.hpp"
 #include "ferrite/optim/reference.hpp"
 
@@ -216,6 +217,62 @@ TEST_P(BackendOps, GatherRowsAndLabels) {
     ASSERT_FALSE(s.ok());
     EXPECT_NE(s.error().message.find("index 13 at position 1"), std::string::npos) << s.error().to_string();
   }
+}
+
+// Per-step operands: batch `step` of an epoch order and entry `step` of a loss table, given by the
+// host number or (CUDA graph mode) by the device step counter — the same numbers either way.
+TEST_P(BackendOps, StepOperandsFollowTheHostStepOrTheDeviceCounter) {
+  Tensor src64 = randn64({13, 8}, 15);
+  Tensor src = up(src64);
+  std::vector<std::int32_t> order{3, 12, 0, 7, 7, 1, 9, 4, 11, 2}, labels{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2};
+  Tensor ord = up_i32(order), lab = up_i32(labels);
+  Tensor logits64 = randn64({3, 5}, 16);
+  Tensor logits = up(logits64);
+  Tensor three = up_i32({1, 4, 0});
+  for (int mode = 0; mode < (device().is_cuda() ? 2 : 1); ++mode) {
+    if (mode == 1) ASSERT_TRUE(ctx().enable_step_counter().ok());
+    ASSERT_TRUE(ops::set_step_counter(ctx(), 2).ok());  // batch 2 of 3 rows: order[6..9)
+    Tensor x = Tensor::empty({3, 8}, DType::f32, device()).value();
+    Tensor y = Tensor::empty({3}, DType::i32, device()).value();
+    ASSERT_TRUE(ops::gather_batch(ctx(), src.cref(), lab.cref(), ord.cref(), 2, 3, x.ref(), y.ref()).ok());
+    Tensor losses = Tensor::zeros({4}, DType::f32, device()).value();
+    ASSERT_TRUE(ops::softmax_cross_entropy(ctx(), logits.cref(), three.cref(), losses.ref(), {}, {}, 2).ok());
+    ASSERT_TRUE(ops::advance_step_counter(ctx()).ok());
+    ASSERT_TRUE(sync().ok());
+    const auto got = to_host(x);
+    const Tensor hy = y.to(Device::cpu()).value();
+    for (int r = 0; r < 3; ++r) {
+      const std::int32_t from = order[static_cast<std::size_t>(6 + r)];
+      EXPECT_EQ(hy.data<std::int32_t>()[r], labels[static_cast<std::size_t>(from)]) << "mode " << mode;
+      for (int c = 0; c < 8; ++c)
+        ASSERT_EQ(got[static_cast<std::size_t>(r * 8 + c)], src64.data<double>()[from * 8 + c]) << "mode " << mode;
+    }
+    Tensor one = Tensor::zeros({1}, DType::f32, device()).value();
+    ASSERT_TRUE(ops::softmax_cross_entropy(ctx(), logits.cref(), three.cref(), one.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    const auto table = to_host(losses);
+    EXPECT_EQ(table[2], to_host(one)[0]) << "mode " << mode;
+    EXPECT_EQ(table[0], 0.0);
+    EXPECT_EQ(table[3], 0.0);
+    if (mode == 1) {
+      std::int64_t counter = -1;
+      ASSERT_TRUE(ops::copy(ctx(), ConstTensorRef(ctx().step_counter(), DType::i64, device(), {1}),
+                            TensorRef(&counter, DType::i64, Device::cpu(), {1})).ok());
+      ASSERT_TRUE(sync().ok());
+      EXPECT_EQ(counter, 3);
+      ctx().disable_step_counter();
+    }
+  }
+  // Bad steps are refused on the host, naming the operands.
+  Tensor x = Tensor::empty({3, 8}, DType::f32, device()).value();
+  Tensor y = Tensor::empty({3}, DType::i32, device()).value();
+  auto s = ops::gather_batch(ctx(), src.cref(), lab.cref(), ord.cref(), 3, 3, x.ref(), y.ref());  // rows 9..12 of 10
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().to_string().find("step 3, per_step 3"), std::string::npos) << s.error().to_string();
+  Tensor losses = Tensor::zeros({2}, DType::f32, device()).value();
+  s = ops::softmax_cross_entropy(ctx(), logits.cref(), three.cref(), losses.ref(), {}, {}, 2);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().to_string().find("loss_step 2"), std::string::npos) << s.error().to_string();
 }
 
 TEST_P(BackendOps, FillAndCopy) {

@@ -18,13 +18,15 @@ class CrossEntropyLoss {
     if (!loss_out.defined()) {
       FE_TRY_ASSIGN(loss_out, ctx.workspace().allocate({1}, DType::f32));
     }
-    TensorRef dlogits{};
-    if (training_) {
-      FE_TRY_ASSIGN(dlogits, ctx.workspace().allocate(logits.shape, logits.dtype));
-    }
-    FE_TRY(ops::softmax_cross_entropy(ctx, logits, labels, loss_out, {}, dlogits));
-    dlogits_ = dlogits;
-    return ConstTensorRef(loss_out);
+    return forward_into(ctx, logits, labels, loss_out, -1);
+  }
+  // The same with the loss in entry `step` of a per-step table f32[S] (the device step counter's
+  // entry in graph mode, see Context::step_counter); returns that entry.
+  Result<ConstTensorRef> forward(Context& ctx, ConstTensorRef logits, ConstTensorRef labels, TensorRef losses,
+                                 std::int64_t step) {
+    if (step < 0)
+      return make_error(ErrorCode::invalid_argument, "CrossEntropyLoss::forward", fe_format("negative step {}", step));
+    return forward_into(ctx, logits, labels, losses, step);
   }
 
   // d mean-loss / d logits [B, C] of the last (training-mode) forward.
@@ -40,6 +42,17 @@ class CrossEntropyLoss {
   bool training() const noexcept { return training_; }
 
  private:
+  Result<ConstTensorRef> forward_into(Context& ctx, ConstTensorRef logits, ConstTensorRef labels, TensorRef loss,
+                                      std::int64_t step) {
+    TensorRef dlogits{};
+    if (training_) {
+      FE_TRY_ASSIGN(dlogits, ctx.workspace().allocate(logits.shape, logits.dtype));
+    }
+    FE_TRY(ops::softmax_cross_entropy(ctx, logits, labels, loss, {}, dlogits, step));
+    dlogits_ = dlogits;
+    return step >= 0 ? ConstTensorRef(loss.rows(step, 1)) : ConstTensorRef(loss);
+  }
+
   bool training_ = true;
   ConstTensorRef dlogits_{};
 };

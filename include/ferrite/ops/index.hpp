@@ -2,6 +2,10 @@
 // Gathering rows by index, on any device (the batch gather from a resident data set).
 //   gather_rows(ctx, src[N, F], indices i32[B], dst[B, F])   dst[r] = src[indices[r]]
 //   gather_labels(ctx, src i32[N], indices i32[B], dst i32[B])
+//   gather_batch(ctx, images[N, F], labels i32[N], order i32[M], step, per_step, x[B, F], y i32[B])
+//        batch `step` of an epoch order: x[r] = images[order[step * per_step + r]], y[r] likewise
+//        (B <= per_step; one kernel on CUDA). In graph mode (Context::step_counter) the device counter
+//        stands for `step`, so a captured step gathers the next batch on every replay.
 // Indices must lie in [0, N): checked on the CPU; on CUDA the caller's order comes from the loader,
 // which checked it once.
 #include <cstdint>
@@ -81,6 +85,40 @@ inline Status gather_labels(Context& ctx, ConstTensorRef src, ConstTensorRef ind
   return FE_DETAIL_CUDA(kOp, ctx.device().index,
                         cuda::kernels::gather_rows(*ctx.stream(), nullptr, 0, src.ptr<std::int32_t>(), idx, dst.numel(), 0,
                                                    nullptr, 0, dst.ptr<std::int32_t>()));
+}
+
+inline Status gather_batch(Context& ctx, ConstTensorRef images, ConstTensorRef labels, ConstTensorRef order,
+                           std::int64_t step, std::int64_t per_step, TensorRef x, TensorRef y) {
+  static constexpr const char* kOp = "gather_batch";
+  const std::int64_t rows = x.rank() > 0 ? x.dim(0) : 0;
+  if (order.dtype != DType::i32 || order.rank() != 1 || step < 0 || per_step <= 0 || rows > per_step ||
+      (step * per_step + rows > order.numel()))
+    return make_error(ErrorCode::invalid_argument, kOp,
+                      "batch `step` of `per_step` rows must lie inside the i32 order (and the batch hold at most per_step rows)",
+                      fe_format("order {}, step {}, per_step {}, x {}", order.describe(), step, per_step, x.describe()));
+  const ConstTensorRef indices = order.rows(step * per_step, rows);
+  if (!ctx.step_counter()) {
+    FE_TRY(gather_rows(ctx, images, indices, x));
+    return gather_labels(ctx, labels, indices, y);
+  }
+  // Graph mode: one kernel for rows and labels, the batch's offset read from the device counter.
+  const ConstTensorRef xc = x, yc = y;
+  FE_TRY(select_kernel(kOp, ctx, images.dtype, {{"images", &images}, {"labels", &labels}, {"x", &xc}, {"y", &yc}},
+                       {true, false, true}));
+  FE_TRY(expect_rank(kOp, "images", images, 2));
+  FE_TRY(detail::check_indices(kOp, indices, images.dim(0), ctx));
+  FE_TRY(expect_shape(kOp, "x", x, {rows, images.dim(1)}));
+  if (labels.dtype != DType::i32 || y.dtype != DType::i32 || labels.shape != Shape{images.dim(0)} || y.shape != Shape{rows} ||
+      (order.numel() > 1 && order.strides[0] != 1))
+    return make_error(ErrorCode::invalid_argument, kOp, "labels i32[N], y i32[B] and a contiguous order expected",
+                      fe_format("labels {}, y {}, order {}", labels.describe(), y.describe(), order.describe()));
+  ProfileScope profile(ctx, kOp);
+  FE_TRY_ASSIGN(auto s, images.mat<float>(kOp));
+  FE_TRY_ASSIGN(auto d, x.mat<float>(kOp));
+  return FE_DETAIL_CUDA(kOp, ctx.device().index,
+                        cuda::kernels::gather_rows(*ctx.stream(), s.data, s.ld, labels.ptr<std::int32_t>(),
+                                                   order.ptr<std::int32_t>(), rows, d.cols, d.data, d.ld,
+                                                   y.ptr<std::int32_t>(), ctx.step_counter(), per_step));
 }
 
 }  // namespace ferrite::ops

@@ -5,6 +5,8 @@
 //     loss    = mean over rows of -log softmax(logits)[label]    (like F.cross_entropy, f32 result)
 //     probs   = softmax(logits)                                  (optional)
 //     dlogits = (softmax - onehot(labels)) / B                   (optional: d loss / d logits)
+// With loss_step >= 0, `loss` is a per-step table f32[S] and entry loss_step is written (in graph
+// mode, Context::step_counter, the entry the device counter names).
 // Per row, as PyTorch's log_softmax: m = max, logp = (x - m) - log(sum exp(x - m)). Labels must lie
 // in [0, C): the CPU kernel checks every batch; on CUDA the data loader validated them once.
 #include <cstdint>
@@ -43,8 +45,17 @@ Status softmax_cross_entropy_cpu(Context& ctx, const char* op, ConstTensorRef lo
 }  // namespace detail
 
 inline Status softmax_cross_entropy(Context& ctx, ConstTensorRef logits, ConstTensorRef labels, TensorRef loss,
-                                    TensorRef probs = {}, TensorRef dlogits = {}) {
+                                    TensorRef probs = {}, TensorRef dlogits = {}, std::int64_t loss_step = -1) {
   static constexpr const char* kOp = "softmax_cross_entropy";
+  if (loss_step >= 0) {
+    if (!loss.defined() || loss.rank() != 1 || loss_step >= loss.numel() || (loss.numel() > 1 && loss.strides[0] != 1))
+      return make_error(ErrorCode::invalid_argument, kOp, "a per-step loss table must be a contiguous vector holding entry loss_step",
+                        fe_format("loss {}, loss_step {}", loss.describe(), loss_step));
+    if (!ctx.step_counter()) {
+      loss = loss.rows(loss_step, 1);
+      loss_step = -1;
+    }
+  }
   const ConstTensorRef pc = probs, dc = dlogits;
   FE_TRY_ASSIGN(const Kernel kernel,
                 select_kernel(kOp, ctx, logits.dtype,
@@ -59,7 +70,7 @@ inline Status softmax_cross_entropy(Context& ctx, ConstTensorRef logits, ConstTe
                       fe_format("logits {}, labels {}", logits.describe(), labels.describe()));
   if (probs.defined()) FE_TRY(expect_shape(kOp, "probs", probs, logits.shape));
   if (dlogits.defined()) FE_TRY(expect_shape(kOp, "dlogits", dlogits, logits.shape));
-  if (loss.defined() && (loss.numel() != 1 || !(loss.dtype == DType::f32 || (kernel != Kernel::cuda_f32 && loss.dtype == DType::f64)) ||
+  if (loss.defined() && ((loss_step < 0 && loss.numel() != 1) || !(loss.dtype == DType::f32 || (kernel != Kernel::cuda_f32 && loss.dtype == DType::f64)) ||
                          loss.device != ctx.device()))
     return make_error(ErrorCode::invalid_argument, kOp, "loss must be one f32 element on the context's device", loss.describe());
   ProfileScope profile(ctx, kOp);
@@ -82,7 +93,7 @@ inline Status softmax_cross_entropy(Context& ctx, ConstTensorRef logits, ConstTe
                             cuda::kernels::softmax_cross_entropy(*ctx.stream(), x.data, x.ld, rows, cols,
                                                                  labels.ptr<std::int32_t>(), p.data, p.ld, d.data, d.ld,
                                                                  scale, loss.defined() ? loss.ptr<float>() : nullptr,
-                                                                 nullptr));
+                                                                 loss_step >= 0 ? ctx.step_counter() : nullptr));
     }
   }
   return make_error(ErrorCode::internal, kOp, "unreachable");

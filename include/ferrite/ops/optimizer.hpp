@@ -4,6 +4,9 @@
 // with the same layout, so a whole model is one call).
 //   adam_update(ctx, p, g, m, v, vmax or {}, coefficients)   Adam / AdamW (backend/optim_coefficients.hpp)
 //   sgd_update(ctx, p, g, buf or {}, coefficients)           SGD with momentum / Nesterov
+// `planned`: in graph mode (Context::step_counter) a device table of per-step constants
+// (Optimizer::plan_steps) read at the counter, so nothing is uploaded during the step; else null and
+// the coefficients are uploaded for this step (CUDA) or used directly (CPU).
 // All operands f32, contiguous, the same number of elements. Elementwise, so any split gives the same
 // numbers: the CPU splits large ranges over TBB tasks at 256-element blocks (grain 16 blocks) above
 // 64k elements; the CUDA kernels use float4 (the store's 64-float alignment).
@@ -65,7 +68,7 @@ Result<const void*> upload_step(Context& ctx, std::int64_t bytes, Encode&& encod
 }  // namespace detail
 
 inline Status adam_update(Context& ctx, TensorRef p, ConstTensorRef g, TensorRef m, TensorRef v, TensorRef vmax,
-                          const optim::detail::AdamCoefficients& c) {
+                          const optim::detail::AdamCoefficients& c, const void* planned = nullptr) {
   static constexpr const char* kOp = "adam_update";
   const ConstTensorRef pc = p, mc = m, vc = v, xc = vmax;
   const std::int64_t n = p.numel();
@@ -87,15 +90,19 @@ inline Status adam_update(Context& ctx, TensorRef p, ConstTensorRef g, TensorRef
     return make_error(ErrorCode::invalid_argument, kOp, "CUDA updates need a multiple of 4 elements (the ParameterStore pads)",
                       p.describe());
   return FE_DETAIL_CUDA(kOp, ctx.device().index, [&]() -> Status {
-    FE_TRY_ASSIGN(const void* table, detail::upload_step(ctx, cuda::kernels::adam_step_bytes(),
-                                                         [&](void* e) { cuda::kernels::encode_adam_step(c, e); }));
+    const void* table = planned;
+    if (!table) {
+      FE_TRY_ASSIGN(table, detail::upload_step(ctx, cuda::kernels::adam_step_bytes(),
+                                               [&](void* e) { cuda::kernels::encode_adam_step(c, e); }));
+    }
     return cuda::kernels::adam_update(*ctx.stream(), p.ptr<float>(), g.ptr<float>(), m.ptr<float>(), v.ptr<float>(),
-                                      c.amsgrad ? vmax.ptr<float>() : nullptr, n, table, nullptr);
+                                      c.amsgrad ? vmax.ptr<float>() : nullptr, n, table,
+                                      planned ? ctx.step_counter() : nullptr);
   }());
 }
 
 inline Status sgd_update(Context& ctx, TensorRef p, ConstTensorRef g, TensorRef buf,
-                         const optim::detail::SGDCoefficients& c) {
+                         const optim::detail::SGDCoefficients& c, const void* planned = nullptr) {
   static constexpr const char* kOp = "sgd_update";
   const ConstTensorRef pc = p, bc = buf;
   const std::int64_t n = p.numel();
@@ -114,10 +121,14 @@ inline Status sgd_update(Context& ctx, TensorRef p, ConstTensorRef g, TensorRef 
     return make_error(ErrorCode::invalid_argument, kOp, "CUDA updates need a multiple of 4 elements (the ParameterStore pads)",
                       p.describe());
   return FE_DETAIL_CUDA(kOp, ctx.device().index, [&]() -> Status {
-    FE_TRY_ASSIGN(const void* table, detail::upload_step(ctx, cuda::kernels::sgd_step_bytes(),
-                                                         [&](void* e) { cuda::kernels::encode_sgd_step(c, e); }));
+    const void* table = planned;
+    if (!table) {
+      FE_TRY_ASSIGN(table, detail::upload_step(ctx, cuda::kernels::sgd_step_bytes(),
+                                               [&](void* e) { cuda::kernels::encode_sgd_step(c, e); }));
+    }
     return cuda::kernels::sgd_update(*ctx.stream(), p.ptr<float>(), g.ptr<float>(),
-                                     c.has_momentum ? buf.ptr<float>() : nullptr, n, table, nullptr);
+                                     c.has_momentum ? buf.ptr<float>() : nullptr, n, table,
+                                     planned ? ctx.step_counter() : nullptr);
   }());
 }
 

@@ -65,10 +65,11 @@ class Adam : public Optimizer {
 
   using Optimizer::step;
   Status step(Context& ctx) override {
-    FE_TRY(prepare_step());
+    FE_TRY(prepare_step(ctx));
     const auto c = detail::adam_coefficients(options_, lr_, decoupled_, step_ + 1);
+    FE_TRY_ASSIGN(const void* planned, planned_entry(ctx));
     FE_TRY(for_each_range([&](TensorRef p, ConstTensorRef g, std::vector<TensorRef>& st) {
-      return ops::adam_update(ctx, p, g, st[0], st[1], c.amsgrad ? st[2] : TensorRef{}, c);
+      return ops::adam_update(ctx, p, g, st[0], st[1], c.amsgrad ? st[2] : TensorRef{}, c, planned);
     }));
     ++step_;
     return ok_status();
@@ -96,6 +97,15 @@ class Adam : public Optimizer {
 
  protected:
   Adam() = default;
+
+  Result<std::int64_t> step_entry_bytes(int device) const override {
+    return FE_DETAIL_CUDA_RESULT(std::int64_t, "Adam::plan_steps", device,
+                                 Result<std::int64_t>(cuda::kernels::adam_step_bytes()));
+  }
+  Status encode_step(int device, std::int64_t t, double lr, void* entry) const override {
+    const auto c = detail::adam_coefficients(options_, lr, decoupled_, t);
+    return FE_DETAIL_CUDA("Adam::plan_steps", device, (cuda::kernels::encode_adam_step(c, entry), ok_status()));
+  }
 
   Status init(std::string op, nn::ParameterList params, const AdamOptions& options, bool decoupled,
               const nn::ParameterStore* store) {

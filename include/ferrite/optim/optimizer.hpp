@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "ferrite/core/result.hpp"
 #include "ferrite/nn/parameter.hpp"
 #include "ferrite/nn/parameter_store.hpp"
+#include "ferrite/ops/fill.hpp"
 #include "ferrite/tensor/context.hpp"
 #include "ferrite/tensor/tensor.hpp"
 
@@ -57,6 +59,53 @@ class Optimizer {
 
   // Resets every gradient: the next backward writes instead of adding (nn/parameter.hpp). No memset.
   Status zero_grad() { return nn::reset_gradients(params_); }
+
+  // Graph mode (a CUDA context with a step counter, Context::enable_step_counter): the constants of
+  // the next `steps` steps (t = step_count()+1 ..), computed now on the host with PyTorch's
+  // arithmetic — at the current lr, or lr_at(t) for a schedule — and uploaded in one copy into a
+  // device table that the update reads at the counter: entry k serves the step run while the counter
+  // is k (so reset the counter to 0 with the plan, ops::set_step_counter). A step then uploads
+  // nothing and can be captured. The table's device memory moves only when a plan outgrows it
+  // (table_generation() changes: a graph that captured the old table must be captured again).
+  Status plan_steps(Context& ctx, std::int64_t steps, const std::function<double(std::int64_t)>& lr_at = {}) {
+    const std::string op = op_name_ + "::plan_steps";
+    if (!ctx.is_cuda() || !ctx.step_counter())
+      return make_error(ErrorCode::unsupported, op, "planned steps are for CUDA contexts in graph mode (enable_step_counter)",
+                        ctx.device().to_string());
+    if (steps <= 0) return make_error(ErrorCode::invalid_argument, op, fe_format("steps must be positive, got {}", steps));
+    FE_TRY_ASSIGN(const std::int64_t entry, step_entry_bytes(ctx.device().index));
+    const std::int64_t words = (steps * entry + 3) / 4;  // the table is a f32 tensor of whole words
+    std::vector<unsigned char> host(static_cast<std::size_t>(words * 4));
+    for (std::int64_t k = 0; k < steps; ++k) {
+      const std::int64_t t = step_ + k + 1;
+      const double lr = lr_at ? lr_at(t) : lr_;
+      FE_TRY(detail::check_non_negative(op, "learning rate", lr));
+      FE_TRY(encode_step(ctx.device().index, t, lr, host.data() + k * entry));
+    }
+    if (!plan_table_.defined() || plan_table_.device() != ctx.device() || plan_table_.numel() < words) {
+      FE_TRY(ctx.synchronize());  // the old table may still be read by enqueued steps
+      FE_TRY_ASSIGN(plan_table_, Tensor::empty({words}, DType::f32, ctx.device()));
+      ++table_generation_;
+    }
+    // Pageable source: staged by the driver before the call returns, ordered on the stream after
+    // every step that reads the previous plan.
+    FE_TRY(ops::copy(ctx, ConstTensorRef(host.data(), DType::f32, Device::cpu(), {words}),
+                     plan_table_.ref().rows(0, words)));
+    planned_ = steps;
+    planned_used_ = 0;
+    return ok_status();
+  }
+  // A replayed graph ran one planned step without calling step(): count it (the step count and the
+  // plan advance as if step() had run).
+  Status count_replayed_step() {
+    if (planned_used_ >= planned_)
+      return make_error(ErrorCode::invalid_argument, op_name_ + "::count_replayed_step",
+                        fe_format("the plan of {} steps is used up", planned_));
+    ++planned_used_;
+    ++step_;
+    return ok_status();
+  }
+  std::uint64_t table_generation() const noexcept { return table_generation_; }
 
   double lr() const noexcept { return lr_; }
   Status set_lr(double lr) {
@@ -159,7 +208,7 @@ class Optimizer {
 
   // The module may have replaced a value or grad tensor since bind(); refuse rather than overrun.
   // Gradients not written since zero_grad are zero-filled here (see step()).
-  Status prepare_step() {
+  Status prepare_step(Context& ctx) {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const auto& p = params_[i];
       const Shape& bound = shapes_[i];
@@ -173,11 +222,26 @@ class Optimizer {
       return make_error(ErrorCode::invalid_argument, op_name_ + "::step", "the parameter store was rebound since the optimizer was created");
     for (const auto& p : params_)
       if (p.slot && !p.slot->grad_written) {
-        FE_TRY(ferrite::detail::zero_bytes(p.grad->raw_data(), p.grad->device(), p.grad->nbytes()));
+        FE_TRY(ops::fill(ctx, p.grad->ref(), 0.0));  // on the context's stream (capturable)
         p.slot->grad_written = true;
       }
     return ok_status();
   }
+
+  // The device table entry for this step in graph mode (null otherwise: the update uploads its own
+  // constants); counts the entry as used.
+  Result<const void*> planned_entry(const Context& ctx) {
+    if (!ctx.step_counter()) return static_cast<const void*>(nullptr);
+    if (planned_used_ >= planned_)
+      return make_error(ErrorCode::invalid_argument, op_name_ + "::step",
+                        planned_ ? fe_format("graph mode: the plan of {} steps is used up (plan_steps again)", planned_)
+                                 : std::string("graph mode: call plan_steps(ctx, n) before stepping"));
+    ++planned_used_;
+    return static_cast<const void*>(plan_table_.raw_data());
+  }
+  // One device table entry: its size, and its encoding for step t (1-based) at learning rate lr.
+  virtual Result<std::int64_t> step_entry_bytes(int device) const = 0;
+  virtual Status encode_step(int device, std::int64_t t, double lr, void* entry) const = 0;
 
   // Runs update(value, grad, state refs[keys]) once over the flat buffers, or once per parameter.
   template <class Update>
@@ -204,6 +268,9 @@ class Optimizer {
   const nn::ParameterStore* store_ = nullptr;
   double lr_ = 0.0;
   std::int64_t step_ = 0;
+  Tensor plan_table_;  // graph mode: per-step constants on the device (plan_steps)
+  std::int64_t planned_ = 0, planned_used_ = 0;
+  std::uint64_t table_generation_ = 0;
 };
 
 }  // namespace ferrite::optim

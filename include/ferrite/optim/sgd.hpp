@@ -54,10 +54,11 @@ class SGD : public Optimizer {
 
   using Optimizer::step;
   Status step(Context& ctx) override {
-    FE_TRY(prepare_step());
+    FE_TRY(prepare_step(ctx));
     const auto c = detail::sgd_coefficients(options_, lr_, step_ == 0);
+    FE_TRY_ASSIGN(const void* planned, planned_entry(ctx));
     FE_TRY(for_each_range([&](TensorRef p, ConstTensorRef g, std::vector<TensorRef>& st) {
-      return ops::sgd_update(ctx, p, g, c.has_momentum ? st[0] : TensorRef{}, c);
+      return ops::sgd_update(ctx, p, g, c.has_momentum ? st[0] : TensorRef{}, c, planned);
     }));
     ++step_;
     return ok_status();
@@ -72,6 +73,14 @@ class SGD : public Optimizer {
 
  private:
   SGD() = default;
+  Result<std::int64_t> step_entry_bytes(int device) const override {
+    return FE_DETAIL_CUDA_RESULT(std::int64_t, "SGD::plan_steps", device,
+                                 Result<std::int64_t>(cuda::kernels::sgd_step_bytes()));
+  }
+  Status encode_step(int device, std::int64_t t, double lr, void* entry) const override {
+    const auto c = detail::sgd_coefficients(options_, lr, t == 1);
+    return FE_DETAIL_CUDA("SGD::plan_steps", device, (cuda::kernels::encode_sgd_step(c, entry), ok_status()));
+  }
   SGDOptions options_;
 };
 

@@ -55,6 +55,7 @@ class Workspace {
                                                 DType::f32, device_));
         chunks_.push_back(std::move(raw));
         current_ = chunks_.size() - 1;
+        ++generation_;
       }
       used_ = 0;
       pad = padding(chunks_[current_], 0, boundary);
@@ -74,6 +75,7 @@ class Workspace {
       chunks_.clear();
       FE_TRY_ASSIGN(Tensor merged, Tensor::empty({static_cast<std::int64_t>((high_water_ + slack) / 4)}, DType::f32, device_));
       chunks_.push_back(std::move(merged));
+      ++generation_;
     }
     current_ = 0;
     used_ = 0;
@@ -88,6 +90,9 @@ class Workspace {
   }
   std::size_t high_water_bytes() const noexcept { return high_water_; }
   Device device() const noexcept { return device_; }
+  // Changes whenever memory is added or replaced: a captured CUDA graph holds the addresses of the
+  // pass it recorded and is valid only while the generation it saw lasts (train/step_graph.hpp).
+  std::uint64_t generation() const noexcept { return generation_; }
 
  private:
   static constexpr std::size_t kPage = 4096;
@@ -101,6 +106,7 @@ class Workspace {
   Device device_;
   std::vector<Tensor> chunks_;
   std::size_t current_ = 0, used_ = 0, pass_bytes_ = 0, high_water_ = 0;
+  std::uint64_t generation_ = 0;
 };
 
 // Per-op timing. CPU: wall time of the call. CUDA: the context synchronizes around each op while a
@@ -161,6 +167,30 @@ class Context {
     return FE_DETAIL_CUDA("Context::synchronize", device_.index, stream_->synchronize());
   }
 
+  // Graph mode (CUDA): a step counter in device memory. Ops with per-step operands — the batch's
+  // rows of an epoch order (ops::gather_batch), a per-step loss slot (ops::softmax_cross_entropy),
+  // the optimizer's per-step constants (Optimizer::plan_steps) — take the whole per-epoch buffer and
+  // the host's step number s; without a counter the host number picks the entry, with one the
+  // kernels read it on the device, so that one captured step serves every step. The two agree
+  // because the loop resets the counter to s at the epoch's start (ops::set_step_counter) and every
+  // step ends with ops::advance_step_counter. Null on the CPU and until enabled.
+  Status enable_step_counter() {
+    if (!device_.is_cuda())
+      return make_error(ErrorCode::unsupported, "Context::enable_step_counter", "a device step counter is for CUDA contexts",
+                        device_.to_string());
+    if (!step_counter_.defined()) {
+      FE_TRY_ASSIGN(step_counter_, Tensor::zeros({1}, DType::i64, device_));
+    }
+    return ok_status();
+  }
+  void disable_step_counter() noexcept { step_counter_ = Tensor(); }
+  const std::int64_t* step_counter() const noexcept {
+    return step_counter_.defined() ? static_cast<const std::int64_t*>(step_counter_.raw_data()) : nullptr;
+  }
+  std::int64_t* step_counter() noexcept {
+    return step_counter_.defined() ? static_cast<std::int64_t*>(step_counter_.raw_data()) : nullptr;
+  }
+
   void set_profiler(OpProfiler* profiler) noexcept { profiler_ = profiler; }
   OpProfiler* profiler() const noexcept { return profiler_; }
 
@@ -175,6 +205,7 @@ class Context {
   ContextOptions options_;
   std::shared_ptr<cuda::Stream> stream_;  // shared_ptr: its deleter is bound where it is created
   Workspace workspace_;
+  Tensor step_counter_;  // i64[1] on the device in graph mode (see enable_step_counter)
   OpProfiler* profiler_ = nullptr;
 };
 

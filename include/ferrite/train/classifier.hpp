@@ -5,9 +5,14 @@
 //
 // Per step, all through ops on the context:
 //   ctx.begin_step()                     the workspace rewinds (same addresses every step)
-//   gather x[B, F], y[B] = rows order[b*B ..) of the resident set   (ops::gather_rows / gather_labels)
+//   gather x[B, F], y[B] = rows order[b*B ..) of the resident set   (ops::gather_batch)
 //   logits = model.forward(x); loss + dlogits (fused, nn::CrossEntropyLoss); model.backward(dlogits)
 //   optimizer.step(ctx)                  one fused update over the ParameterStore
+//   ops::advance_step_counter(ctx)       (graph mode only)
+// With TrainOptions::cuda_graphs on a CUDA context the full-batch steps run as one CUDA graph
+// launch each (train/step_graph.hpp): the context gets a device step counter for the duration of the
+// call, the optimizer plans each epoch's constants (Optimizer::plan_steps), the batch gather and the
+// loss slot follow the counter. The numbers are the eager ones: the same kernels on the same data.
 // The training set is resident on the device (copied once; labels validated once, on the host). On
 // CUDA the steps are enqueued asynchronously, each loss lands in a per-epoch device buffer read back
 // once per epoch, and step times are CUDA events recorded between steps; on the CPU the loss is read
@@ -24,7 +29,9 @@
 #include "ferrite/nn/module.hpp"
 #include "ferrite/ops/fill.hpp"
 #include "ferrite/ops/index.hpp"
+#include "ferrite/ops/step.hpp"
 #include "ferrite/optim/optimizer.hpp"
+#include "ferrite/train/step_graph.hpp"
 
 namespace ferrite::train {
 
@@ -33,6 +40,7 @@ struct TrainOptions {
   std::int64_t epochs = 5;
   std::uint64_t seed = 42;     // batch order: data::epoch_order(n, seed, epoch)
   std::int64_t max_steps = -1; // stop after this many steps (warm-up); < 0 = all epochs
+  bool cuda_graphs = false;     // CUDA: each full-batch step as one graph launch (ignored on the CPU)
 };
 
 struct TrainHistory {
@@ -41,6 +49,7 @@ struct TrainHistory {
   std::vector<double> epoch_loss;     // mean of the epoch's batch losses
   std::vector<double> epoch_seconds;  // wall time of each epoch (everything in its steps)
   std::vector<std::int64_t> epoch_samples;
+  std::int64_t graph_replays = 0;     // steps that ran as a replayed CUDA graph (cuda_graphs)
 };
 
 // Called after every step with (epoch, step within epoch, steps per epoch, loss). On CUDA, for every
@@ -74,6 +83,25 @@ class ResidentSet {
   Tensor images_, labels_;  // GPU copies (empty on the CPU)
 };
 
+namespace detail {
+// Graph mode for the duration of one training call: the counter is removed again on every exit path
+// (a context left in graph mode would route later optimizer steps to a stale plan).
+class StepCounterScope {
+ public:
+  explicit StepCounterScope(Context* ctx) noexcept : ctx_(ctx) {}  // null: nothing to undo
+  StepCounterScope(const StepCounterScope&) = delete;
+  StepCounterScope& operator=(const StepCounterScope&) = delete;
+  ~StepCounterScope() {
+    if (!ctx_) return;
+    (void)ctx_->synchronize();  // the counter must outlive every step that reads it
+    ctx_->disable_step_counter();
+  }
+
+ private:
+  Context* ctx_;
+};
+}  // namespace detail
+
 inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, optim::Optimizer& optimizer,
                                              const data::Dataset& train, const TrainOptions& options,
                                              const StepCallback& on_step = {}) {
@@ -84,6 +112,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
   if (train.size() == 0) return make_error(ErrorCode::invalid_argument, "train_classifier", "the training set is empty");
   FE_TRY_ASSIGN(ResidentSet set, ResidentSet::create(ctx, train));
   const bool cuda = ctx.device().is_cuda();
+  const bool graphs = cuda && options.cuda_graphs && !ctx.profiler();
   const std::int64_t n = train.size(), batches = data::num_batches(n, options.batch);
   model.train();
   nn::CrossEntropyLoss loss_fn;
@@ -92,6 +121,9 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
     FE_TRY_ASSIGN(order_device, Tensor::empty({n}, DType::i32, ctx.device()));
     FE_TRY_ASSIGN(losses_device, Tensor::zeros({batches}, DType::f32, ctx.device()));
   }
+  if (graphs) FE_TRY(ctx.enable_step_counter());
+  const detail::StepCounterScope counter_scope(graphs ? &ctx : nullptr);
+  StepGraph graph;
   TrainHistory history;
   std::int64_t steps = 0;
   for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
@@ -99,33 +131,55 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
     const std::vector<std::int32_t> order = data::epoch_order(n, options.seed, epoch);
     ConstTensorRef order_ref(order.data(), DType::i32, Device::cpu(), {n});
     Stopwatch epoch_clock;
+    const std::int64_t planned =
+        options.max_steps >= 0 ? std::min(batches, options.max_steps - steps) : batches;
     if (cuda) {
       FE_TRY(ops::copy(ctx, order_ref, order_device.ref()));
       order_ref = order_device.cref();
     }
+    if (graphs) {  // this epoch's optimizer constants, and the counter at batch 0
+      FE_TRY(optimizer.plan_steps(ctx, planned));
+      FE_TRY(ops::set_step_counter(ctx, 0));
+    }
     std::vector<int> events;
     double loss_sum = 0;
     std::int64_t epoch_steps = 0, epoch_samples = 0;
-    for (std::int64_t b = 0; b < batches; ++b) {
-      if (options.max_steps >= 0 && steps >= options.max_steps) break;
+    for (std::int64_t b = 0; b < planned; ++b) {
       Stopwatch step_clock;
       if (cuda) {
         FE_TRY_ASSIGN(const int e, FE_DETAIL_CUDA_RESULT(int, "train", ctx.device().index, ctx.stream()->record_event()));
         events.push_back(e);
       }
-      FE_TRY(ctx.begin_step());
       const std::int64_t rows = std::min(options.batch, n - b * options.batch);
-      const ConstTensorRef idx = order_ref.rows(b * options.batch, rows);
-      FE_TRY_ASSIGN(TensorRef x, ctx.workspace().allocate({rows, set.images().dim(1)}));
-      FE_TRY_ASSIGN(TensorRef y, ctx.workspace().allocate({rows}, DType::i32));
-      FE_TRY(ops::gather_rows(ctx, set.images(), idx, x));
-      FE_TRY(ops::gather_labels(ctx, set.labels(), idx, y));
-      FE_TRY(optimizer.zero_grad());
-      FE_TRY_ASSIGN(const ConstTensorRef logits, model.forward(ctx, x));
-      FE_TRY_ASSIGN(const ConstTensorRef loss, loss_fn.forward(ctx, logits, y, cuda ? losses_device.ref().rows(b, 1) : TensorRef{}));
-      FE_TRY_ASSIGN(const ConstTensorRef dlogits, loss_fn.backward());
-      FE_TRY(model.backward(ctx, dlogits));
-      FE_TRY(optimizer.step(ctx));
+      ConstTensorRef loss{};
+      // One step, enqueued (on CUDA asynchronously; in graph mode also capturable: every per-step
+      // operand follows the step counter).
+      auto enqueue = [&]() -> Status {
+        FE_TRY_ASSIGN(TensorRef x, ctx.workspace().allocate({rows, set.images().dim(1)}));
+        FE_TRY_ASSIGN(TensorRef y, ctx.workspace().allocate({rows}, DType::i32));
+        FE_TRY(ops::gather_batch(ctx, set.images(), set.labels(), order_ref, b, options.batch, x, y));
+        FE_TRY(optimizer.zero_grad());
+        FE_TRY_ASSIGN(const ConstTensorRef logits, model.forward(ctx, x));
+        if (cuda) {
+          FE_TRY_ASSIGN(loss, loss_fn.forward(ctx, logits, y, losses_device.ref(), b));
+        } else {
+          FE_TRY_ASSIGN(loss, loss_fn.forward(ctx, logits, y));
+        }
+        FE_TRY_ASSIGN(const ConstTensorRef dlogits, loss_fn.backward());
+        FE_TRY(model.backward(ctx, dlogits));
+        FE_TRY(optimizer.step(ctx));
+        return ops::advance_step_counter(ctx);
+      };
+      if (graphs && rows == options.batch) {
+        FE_TRY_ASSIGN(const StepGraph::Ran ran, graph.run(ctx, optimizer.table_generation(), enqueue));
+        if (ran == StepGraph::Ran::replayed) {
+          FE_TRY(optimizer.count_replayed_step());
+          ++history.graph_replays;
+        }
+      } else {
+        FE_TRY(ctx.begin_step());
+        FE_TRY(enqueue());
+      }
       ++epoch_steps;
       ++steps;
       epoch_samples += rows;

@@ -74,10 +74,11 @@ Status softmax_cross_entropy(const Stream& s, const float* logits, i64 ld, i64 r
 // --- indexing (impl/index.cuh) --------------------------------------------------------------
 // dst rows r = src rows indices[r] (features floats each); dst_labels[r] = src_labels[indices[r]]
 // when both label pointers are non-null. indices is a device array of `rows` entries, each in
-// range (not checked). features = 0 with null src / dst gathers the labels alone.
+// range (not checked). features = 0 with null src / dst gathers the labels alone. With `step`
+// non-null the indices start at indices + *step * per_step (a batch of an epoch order, graph mode).
 Status gather_rows(const Stream& s, const float* src, i64 ld_src, const std::int32_t* src_labels,
                    const std::int32_t* indices, i64 rows, i64 features, float* dst, i64 ld_dst,
-                   std::int32_t* dst_labels);
+                   std::int32_t* dst_labels, const i64* step = nullptr, i64 per_step = 0);
 
 // --- optimizers (impl/optim.cuh) ------------------------------------------------------------
 // One fused update over n floats (p, g, state: 16-byte aligned, else invalid_argument — the

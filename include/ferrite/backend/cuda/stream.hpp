@@ -32,6 +32,7 @@ class Stream {
   // (the stream is usable again either way). Destroying a capturing Stream ends the capture.
   Status begin_capture();
   Status end_capture();
+  Status abort_capture();  // ends a capture and discards it (after a failed step): no graph is kept
   Status replay();
   bool has_graph() const noexcept;
 

@@ -22,9 +22,10 @@ namespace {
 template <bool kVec4>
 __global__ void gather_rows_kernel(const float* __restrict__ src, i64 ld_src, const std::int32_t* __restrict__ src_labels,
                                    const std::int32_t* __restrict__ indices, i64 features, float* __restrict__ dst,
-                                   i64 ld_dst, std::int32_t* __restrict__ dst_labels) {
+                                   i64 ld_dst, std::int32_t* __restrict__ dst_labels, const i64* __restrict__ step,
+                                   i64 per_step) {
   const i64 r = blockIdx.x;
-  const i64 from = indices[r];
+  const i64 from = indices[(step ? *step * per_step : 0) + r];
   const float* s = src + from * ld_src;
   float* d = dst + r * ld_dst;
   if constexpr (kVec4) {
@@ -41,7 +42,7 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, i64 ld_src, co
 
 Status gather_rows(const Stream& s, const float* src, i64 ld_src, const std::int32_t* src_labels,
                    const std::int32_t* indices, i64 rows, i64 features, float* dst, i64 ld_dst,
-                   std::int32_t* dst_labels) {
+                   std::int32_t* dst_labels, const i64* step, i64 per_step) {
   if (rows <= 0) return ok_status();
   if (rows > 0x7fffffff)
     return make_error(ErrorCode::unsupported, "cuda::kernels::gather_rows",
@@ -55,10 +56,10 @@ Status gather_rows(const Stream& s, const float* src, i64 ld_src, const std::int
   std::int32_t* labels_out = src_labels ? dst_labels : nullptr;
   if (vec4)
     gather_rows_kernel<true><<<static_cast<unsigned>(rows), threads, 0, detail::raw_stream(s)>>>(
-        src, ld_src, src_labels, indices, features, dst, ld_dst, labels_out);
+        src, ld_src, src_labels, indices, features, dst, ld_dst, labels_out, step, per_step);
   else
     gather_rows_kernel<false><<<static_cast<unsigned>(rows), threads, 0, detail::raw_stream(s)>>>(
-        src, ld_src, src_labels, indices, features, dst, ld_dst, labels_out);
+        src, ld_src, src_labels, indices, features, dst, ld_dst, labels_out, step, per_step);
   return detail::check_launch("gather_rows_kernel");
 }
 

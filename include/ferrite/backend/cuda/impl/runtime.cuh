@@ -214,6 +214,21 @@ Status Stream::end_capture() {
   return ok_status();
 }
 
+Status Stream::abort_capture() {
+  if (!impl_->capturing)
+    return make_error(ErrorCode::invalid_argument, "cuda::Stream::abort_capture", "the stream is not capturing");
+  FE_TRY_ASSIGN(auto guard, detail::enter(*this));
+  impl_->capturing = false;
+  impl_->graph.reset();
+  cudaGraph_t raw = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(impl_->stream.get(), &raw);
+  detail::Graph graph(raw);  // destroyed here
+  (void)cudaGetLastError();  // an invalidated capture reports here; the stream is usable again
+  return ended == cudaSuccess || ended == cudaErrorStreamCaptureInvalidated
+             ? ok_status()
+             : detail::check_cuda("cudaStreamEndCapture", ended);
+}
+
 Status Stream::replay() {
   if (!impl_->graph)
     return make_error(ErrorCode::invalid_argument, "cuda::Stream::replay", "no graph has been captured on this stream");
