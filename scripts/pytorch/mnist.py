@@ -39,6 +39,8 @@ def parse_args(argv):
                    help="--device cuda: capture the whole training step in a CUDA graph and replay it, losses read "
                         "back once per epoch, like ferrite's CUDA trainer (labelled in the report; Adam/AdamW run "
                         "with capturable=True, whose bias corrections are computed on the GPU in float)")
+    p.add_argument("--allow-tf32", action="store_true",
+                   help="--device cuda: TF32 matrix products (labelled in the report; off by default, as ferrite's fp32)")
     p.add_argument("--json", default="")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -180,6 +182,10 @@ def main(argv):
 
 
 def run(args, device, report):
+    # fp32 means fp32: PyTorch's default already keeps TF32 off for matmuls; say so rather than rely on it.
+    torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
+    torch.backends.cudnn.allow_tf32 = args.allow_tf32
+    report["framework"]["backend"]["tf32"] = bool(args.allow_tf32)
     if args.compile:
         report["framework"]["backend"]["torch_compile"] = True
     if args.cuda_graphs:
