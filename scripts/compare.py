@@ -155,6 +155,19 @@ def speed_row(label, docs):
             "threads": ok[0]["device"].get("threads"), "version": ok[0]["framework"]["version"]}
 
 
+def run_mode(docs):
+    """The execution mode the runs were labelled with (framework.backend flags): 'CUDA graphs', 'TF32', ...
+    A report names it, so a graph-replay run is never presented as eager (or fp32 as TF32)."""
+    ok = successful(docs)
+    if not ok:
+        return ""
+    backend = ok[0].get("framework", {}).get("backend") or {}
+    if not isinstance(backend, dict):
+        return ""
+    names = [("cuda_graphs", "CUDA graphs"), ("torch_compile", "torch.compile"), ("tf32", "TF32")]
+    return ", ".join(label for key, label in names if backend.get(key) is True)
+
+
 def parity(f, p):
     """Checks one ferrite run against one PyTorch run made from the same inputs."""
     checks = []
@@ -333,8 +346,10 @@ def build_report(ferrite, pytorch, compiled, title, command):
         fd = [d for d in ferrite if device_key(d) == device]
         pd = [d for d in pytorch if device_key(d) == device]
         cd = [d for d in compiled if device_key(d) == device]
-        drows = [r for r in (speed_row("ferrite", fd), speed_row("PyTorch eager", pd),
+        pmode = run_mode(pd)
+        drows = [r for r in (speed_row("ferrite", fd), speed_row(f"PyTorch {pmode or 'eager'}", pd),
                              speed_row("PyTorch torch.compile", cd)) if r]
+        fmode = run_mode(fd)
         if not drows:
             verdict = f"**parity ({device}):** NOT CHECKED — no successful run on {device}."
             lines += [f"## {device}", "", verdict, ""]
@@ -350,7 +365,8 @@ def build_report(ferrite, pytorch, compiled, title, command):
         for r in drows:
             lat = r["latency"]
             dev = "–" if r["device_mb"] is None else f"{r['device_mb']:.1f}"
-            lines.append(f"| {r['label']} ({r['version']}, {r['threads']} threads) | {fmt_tp(r)} {r['unit']} | "
+            shown = f"ferrite {fmode}" if r["label"] == "ferrite" and fmode else r["label"]
+            lines.append(f"| {shown} ({r['version']}, {r['threads']} threads) | {fmt_tp(r)} {r['unit']} | "
                          f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f} | {r['host_mb']:.1f} | {dev} | "
                          f"{r['final_loss']:.6f} | {fmt_acc(r['train_accuracy'])} | {fmt_acc(r['test_accuracy'])} |")
         lines.append("")
@@ -358,12 +374,13 @@ def build_report(ferrite, pytorch, compiled, title, command):
         for other in [r for r in drows if r["label"] != "ferrite"]:
             if not fr:
                 break
-            verdict = f"**speed ({device}, vs {other['label']}):** {fmt_ratio(fr, other)}."
+            who = f"ferrite {fmode} " if fmode else ""
+            verdict = f"**speed ({device}, {who}vs {other['label']}):** {fmt_ratio(fr, other)}."
             lines += [verdict, ""]
             verdicts.append(verdict)
         fs, ps = successful(fd), successful(pd)
         if not (fs and ps):
-            missing = "ferrite" if not fs else "PyTorch eager"
+            missing = "ferrite" if not fs else f"PyTorch {pmode or 'eager'}"
             verdict = f"**parity ({device}):** NOT CHECKED — no successful {missing} run on {device} to compare with."
             lines += [verdict, ""]
             verdicts.append(verdict)

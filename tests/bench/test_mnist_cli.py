@@ -47,6 +47,8 @@ with tempfile.TemporaryDirectory() as tmp:
         for key in ["dataset", "samples", "batch", "epochs", "lr", "optimizer", "seed", "threads",
                     "device", "warmup_steps"]:
             check(key in doc["config"], f"config lacks {key}")
+        # CUDA graphs are the default only on CUDA: a CPU run records them off.
+        check(doc["config"].get("cuda_graphs") is False, f"cpu run records cuda_graphs {doc['config'].get('cuda_graphs')}")
 
     # 2. Same seed, 1 vs 2 threads: bit-identical loss curves (JSON keeps full double precision).
     a, b = os.path.join(tmp, "t1.json"), os.path.join(tmp, "t2.json")
@@ -85,6 +87,7 @@ with tempfile.TemporaryDirectory() as tmp:
         (["--optimizer", "rmsprop"], "--optimizer"),
         (["--no-such-flag"], "no-such-flag"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--cuda-graphs"], "--cuda-graphs needs --device cuda"),  # asked for on the CPU: refused, not ignored
         (["--init-from", os.path.join(tmp, "missing.safetensors")], "missing.safetensors"),
         (["--init-from", d], "unexpected 'train_images'"),  # the data file is not a weights file
         (["--dataset", "fashion-mnist", "--data-dir", os.path.join(tmp, "nowhere")], "nowhere"),

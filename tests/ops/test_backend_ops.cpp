@@ -63,7 +63,7 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
     ASSERT_NEAR(got[i], want[i], atol + rtol * std::fabs(want[i])) << what << " [" << i << "]";
 }
 
-const std::vector<std::pair<std::int64_t, std::int64_t>> kSizes{{1, 1}, {1, 17}, {3, 10}, {7, 33}, {32, 128}, {33, 65}, {100, 3}};
+const std::vector<std::pair<std::int64_t, std::int64_t>> kSizes{{1, 1}, {1, 17}, {3, 10}, {7, 33}, {32, 128}, {33, 65}, {100, 3}, {1031, 40}, {4096, 10}};
 
 }  // namespace
 

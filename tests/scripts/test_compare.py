@@ -105,6 +105,23 @@ class CompareTest(unittest.TestCase):
         self.assertIn("| yes |", self.row(out, "| 4 epoch mean losses"))
         self.assertIn("| 0 | 0.01 | yes |", self.row(out, "| test accuracy, absolute difference"))
 
+    def test_modes_are_named_graph_replay_is_never_called_eager(self):
+        def graphs(d):
+            d["framework"].setdefault("backend", {})["cuda_graphs"] = True
+        f = self.variant(FERRITE, "ferrite-graphs.json", graphs)
+        p = self.variant(PYTORCH, "pytorch-graphs.json", graphs)
+        rc, out, _ = self.compare([f], [p])
+        self.assertEqual(rc, 0, out)
+        speed = self.row(out, "**speed (cpu, ferrite CUDA graphs vs PyTorch CUDA graphs):**")
+        self.assertIn("4.00× that of PyTorch CUDA graphs (faster)", speed)
+        self.row(out, "| ferrite CUDA graphs (0.1.0, 2 threads)")
+        self.row(out, "| PyTorch CUDA graphs (2.5.1+cpu, 2 threads)")
+        self.assertNotIn("eager", out)
+        # Only one side replays: each is named as it ran.
+        rc, out, _ = self.compare([f], [PYTORCH])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("that of PyTorch eager", self.row(out, "**speed (cpu, ferrite CUDA graphs vs PyTorch eager):**"))
+
     def test_slower_ferrite_is_reported_but_not_a_failure(self):
         slow = self.with_throughput(FERRITE, "slow.json", 18750.0)
         rc, out, _ = self.compare([slow], [PYTORCH])

@@ -86,10 +86,10 @@ TEST(StepGraph, CapturesOnceReplaysAndRecapturesOnANewKey) {
   EXPECT_EQ(read_counter(ctx), 6);
   // A new key: warm up and capture again.
   auto ran = graph.run(ctx, 2, step);
-  ASSERT_TRUE(ran.ok());
+  ASSERT_TRUE(ran.ok()) << ran.error().to_string();
   EXPECT_EQ(*ran, train::StepGraph::Ran::eager);
-  ran = graph.run(ctx, 2, step);
-  ASSERT_TRUE(ran.ok());
+  ran = graph.run(ctx, 2, step);  // the second capture on this stream replaces the first graph
+  ASSERT_TRUE(ran.ok()) << ran.error().to_string();
   EXPECT_EQ(*ran, train::StepGraph::Ran::captured);
   EXPECT_EQ(read_counter(ctx), 8);
   // A step that fails while captured: the error comes back, no graph is kept, the stream works.
@@ -99,7 +99,7 @@ TEST(StepGraph, CapturesOnceReplaysAndRecapturesOnANewKey) {
     if (n++ == 1) return make_error(ErrorCode::invalid_argument, "test step", "fails during capture");
     return ops::advance_step_counter(ctx);
   };
-  ASSERT_TRUE(failing.run(ctx, 0, bad).ok());
+  ASSERT_TRUE(failing.run(ctx, 0, bad).ok());  // eager
   auto f = failing.run(ctx, 0, bad);
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.error().to_string().find("fails during capture"), std::string::npos);

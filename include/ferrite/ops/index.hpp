@@ -102,15 +102,16 @@ inline Status gather_batch(Context& ctx, ConstTensorRef images, ConstTensorRef l
     return gather_labels(ctx, labels, indices, y);
   }
   // Graph mode: one kernel for rows and labels, the batch's offset read from the device counter.
-  const ConstTensorRef xc = x, yc = y;
-  FE_TRY(select_kernel(kOp, ctx, images.dtype, {{"images", &images}, {"labels", &labels}, {"x", &xc}, {"y", &yc}},
-                       {true, false, true}));
+  // The rows pick the kernel (f32); the labels are i32 by contract and checked on their own below.
+  const ConstTensorRef xc = x;
+  FE_TRY(select_kernel(kOp, ctx, images.dtype, {{"images", &images}, {"x", &xc}}, {true, false, true}));
   FE_TRY(expect_rank(kOp, "images", images, 2));
   FE_TRY(detail::check_indices(kOp, indices, images.dim(0), ctx));
   FE_TRY(expect_shape(kOp, "x", x, {rows, images.dim(1)}));
   if (labels.dtype != DType::i32 || y.dtype != DType::i32 || labels.shape != Shape{images.dim(0)} || y.shape != Shape{rows} ||
-      (order.numel() > 1 && order.strides[0] != 1))
-    return make_error(ErrorCode::invalid_argument, kOp, "labels i32[N], y i32[B] and a contiguous order expected",
+      labels.device != ctx.device() || y.device != ctx.device() || (order.numel() > 1 && order.strides[0] != 1))
+    return make_error(ErrorCode::invalid_argument, kOp,
+                      "labels i32[N] and y i32[B] on the context's device and a contiguous order expected",
                       fe_format("labels {}, y {}, order {}", labels.describe(), y.describe(), order.describe()));
   ProfileScope profile(ctx, kOp);
   FE_TRY_ASSIGN(auto s, images.mat<float>(kOp));

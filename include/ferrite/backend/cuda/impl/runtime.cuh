@@ -203,10 +203,12 @@ Status Stream::end_capture() {
     return make_error(ErrorCode::invalid_argument, "cuda::Stream::end_capture", "the stream is not capturing");
   FE_TRY_ASSIGN(auto guard, detail::enter(*this));
   impl_->capturing = false;
-  impl_->graph.reset();  // replaced by the new capture, or none if it failed
   cudaGraph_t raw = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(impl_->stream.get(), &raw);
   detail::Graph graph(raw);
+  // The old graph goes only now: destroying an executable graph is not allowed while this thread
+  // captures (it invalidated every capture after the first; seen on an H200, 2026-12-04).
+  impl_->graph.reset();  // replaced by the new capture, or none if it failed
   FE_TRY(detail::check_cuda("cudaStreamEndCapture", ended));
   cudaGraphExec_t exec = nullptr;
   FE_TRY(detail::check_cuda("cudaGraphInstantiate", cudaGraphInstantiate(&exec, graph.get(), 0)));
@@ -219,10 +221,10 @@ Status Stream::abort_capture() {
     return make_error(ErrorCode::invalid_argument, "cuda::Stream::abort_capture", "the stream is not capturing");
   FE_TRY_ASSIGN(auto guard, detail::enter(*this));
   impl_->capturing = false;
-  impl_->graph.reset();
   cudaGraph_t raw = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(impl_->stream.get(), &raw);
   detail::Graph graph(raw);  // destroyed here
+  impl_->graph.reset();      // after the capture ended (see end_capture)
   (void)cudaGetLastError();  // an invalidated capture reports here; the stream is usable again
   return ended == cudaSuccess || ended == cudaErrorStreamCaptureInvalidated
              ? ok_status()
