@@ -68,6 +68,19 @@ with tempfile.TemporaryDirectory() as tmp:
         check(json.load(open(r1))["quality"]["loss_per_step"] == json.load(open(r2))["quality"]["loss_per_step"],
               "init-from the saved initial weights does not reproduce the run")
 
+    # 3b. --profile N times N steps, across epochs when one epoch has fewer batches (13 here), and the
+    # per-step figures are per step that ran.
+    prof = os.path.join(tmp, "prof.json")
+    p = run(TINY + ["--profile", "20", "--json", prof])
+    check(p.returncode == 0, "--profile 20 failed", p)
+    if os.path.exists(prof):
+        pr = json.load(open(prof))["extra"]["profile"]
+        check(pr["steps"] == 20, f"profile ran {pr['steps']} steps, asked for 20")
+        for o in pr["ops"]:
+            check(abs(o["ms_per_step"] * 20 - o["total_ms"]) <= 1e-9 + 1e-9 * o["total_ms"], f"profile row {o}")
+        gemm = [o for o in pr["ops"] if o["op"] == "gemm"]
+        check(bool(gemm) and gemm[0]["calls"] == 20 * 8, f"gemm calls {gemm[0]['calls'] if gemm else None}, expected 160")
+
     # 4. --device cuda without CUDA: status error, a message, the available devices, non-zero exit.
     e = os.path.join(tmp, "err.json")
     p = run(TINY + ["--device", "cuda:7", "--json", e])
