@@ -53,9 +53,7 @@ class ParameterStore {
   }
 
   // A flat tensor with the store's layout (optimizer state), zeroed, on the store's device.
-  Result<Tensor> make_flat_zeros() const {
-    return staggered_zeros(values_.numel(), values_.dtype(), values_.device(), 2 + flat_buffers_made_++);
-  }
+  Result<Tensor> make_flat_zeros() const { return Tensor::zeros(values_.shape(), values_.dtype(), values_.device()); }
   // Parameter i's slice of a flat tensor of the store's layout.
   Result<Tensor> alias_in(const Tensor& flat, std::size_t i) const {
     return Tensor::alias(flat, static_cast<std::size_t>(offsets_[i]) * dtype_size(flat.dtype()), params_[i].value->shape(),
@@ -78,8 +76,8 @@ class ParameterStore {
       offsets.push_back(total);
       total += (p.value->numel() + kAlignElements - 1) / kAlignElements * kAlignElements;
     }
-    FE_TRY_ASSIGN(Tensor values, staggered_zeros(total, dtype, device, 0));
-    FE_TRY_ASSIGN(Tensor grads, staggered_zeros(total, dtype, device, 1));
+    FE_TRY_ASSIGN(Tensor values, Tensor::zeros({total}, dtype, device));
+    FE_TRY_ASSIGN(Tensor grads, Tensor::zeros({total}, dtype, device));
     // Build every alias first, so that a failure changes nothing.
     std::vector<Tensor> value_aliases, grad_aliases;
     const std::size_t es = dtype_size(dtype);
@@ -103,22 +101,9 @@ class ParameterStore {
     return ok_status();
   }
 
-  // The k-th flat buffer starts (k * 17 * 64) mod 4096 bytes into its allocation. Large allocations
-  // all start at the same offset within a page, so the values, gradients and optimizer state would
-  // share their low 12 address bits element by element, and the fused update (loads of p, g, m, v,
-  // stores of p, m, v) would stall on 4K aliasing. Measured with the workspace's staggering
-  // (tensor/context.hpp): bench/mnist default, 2 threads, 0.88 -> 0.95-0.96 of the pre-issue-9 code.
-  static Result<Tensor> staggered_zeros(std::int64_t n, DType dtype, Device device, std::size_t k) {
-    const std::size_t es = dtype_size(dtype);
-    const std::size_t offset = device.is_cpu() ? (k * 17 * kTensorAlignment) % 4096 : 0;  // GPUs: no such hazard
-    FE_TRY_ASSIGN(Tensor block, Tensor::zeros({n + static_cast<std::int64_t>(offset / es)}, dtype, device));
-    return Tensor::alias(block, offset, {n}, dtype);
-  }
-
   ParameterList params_;
   std::vector<std::int64_t> offsets_;
   Tensor values_, grads_;
-  mutable std::size_t flat_buffers_made_ = 0;
 };
 
 }  // namespace ferrite::nn

@@ -43,26 +43,23 @@ class Workspace {
     // Buffers of a page or more start on a page boundary: packed side by side at 64 bytes, the MLP's
     // activations and gradients alias in the L1/L2 sets (measured: +7% step time at batch 32, 2
     // threads, against page-aligned starts, which match separate allocations).
-    const bool large = bytes >= kPage;
-    const std::size_t boundary = large ? kPage : kTensorAlignment;
-    const std::size_t stagger = large && device_.is_cpu() ? stagger_bytes(large_in_pass_) : 0;
-    std::size_t pad = chunks_.empty() ? 0 : padding(chunks_[current_], used_, boundary) + stagger;
+    const std::size_t boundary = bytes >= kPage ? kPage : kTensorAlignment;
+    std::size_t pad = chunks_.empty() ? 0 : padding(chunks_[current_], used_, boundary);
     if (chunks_.empty() || used_ + pad + bytes > chunks_[current_].nbytes()) {
       // The next chunk, or a new one big enough (at least double the last; slack for the boundary).
-      if (!chunks_.empty() && current_ + 1 < chunks_.size() && bytes + 2 * kPage <= chunks_[current_ + 1].nbytes()) {
+      if (!chunks_.empty() && current_ + 1 < chunks_.size() && bytes + kPage <= chunks_[current_ + 1].nbytes()) {
         ++current_;
       } else {
         const std::size_t last = chunks_.empty() ? 0 : chunks_.back().nbytes();
-        FE_TRY_ASSIGN(Tensor raw, Tensor::empty({static_cast<std::int64_t>(std::max(bytes + 2 * kPage, 2 * last) / 4)},
+        FE_TRY_ASSIGN(Tensor raw, Tensor::empty({static_cast<std::int64_t>(std::max(bytes + kPage, 2 * last) / 4)},
                                                 DType::f32, device_));
         chunks_.push_back(std::move(raw));
         current_ = chunks_.size() - 1;
         ++generation_;
       }
       used_ = 0;
-      pad = padding(chunks_[current_], 0, boundary) + stagger;
+      pad = padding(chunks_[current_], 0, boundary);
     }
-    if (large) ++large_in_pass_;
     void* p = static_cast<char*>(chunks_[current_].raw_data()) + used_ + pad;
     used_ += pad + bytes;
     pass_bytes_ += pad + bytes;
@@ -83,7 +80,6 @@ class Workspace {
     current_ = 0;
     used_ = 0;
     pass_bytes_ = 0;
-    large_in_pass_ = 0;
     return ok_status();
   }
 
@@ -101,12 +97,6 @@ class Workspace {
  private:
   static constexpr std::size_t kPage = 4096;
   static std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
-  // The k-th large buffer of a pass starts (k * 17 * 64) mod 4096 bytes after a page boundary: 64 distinct
-  // offsets before one repeats. Buffers that all start on a page boundary share their low 12 address
-  // bits, and a CPU kernel that streams several of them at once (ReLU backward: dy, y -> masked)
-  // then stalls on 4K aliasing between its loads and stores. CPU only: a GPU has no such hazard, and
-  // its buffers keep the page alignment the CUDA measurements were made with.
-  static std::size_t stagger_bytes(std::size_t k) { return (k * 17 * kTensorAlignment) % kPage; }
   // Bytes to skip after `used` bytes of `chunk` so that the next buffer's address is a multiple of
   // `boundary` (addresses, not offsets: device and host blocks are only 64-byte aligned themselves).
   static std::size_t padding(const Tensor& chunk, std::size_t used, std::size_t boundary) {
@@ -115,7 +105,7 @@ class Workspace {
   }
   Device device_;
   std::vector<Tensor> chunks_;
-  std::size_t current_ = 0, used_ = 0, pass_bytes_ = 0, high_water_ = 0, large_in_pass_ = 0;
+  std::size_t current_ = 0, used_ = 0, pass_bytes_ = 0, high_water_ = 0;
   std::uint64_t generation_ = 0;
 };
 
