@@ -13,7 +13,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
+
+#include <thread>
 #if defined(__linux__)
 #include <csignal>
 #include <sys/resource.h>
@@ -127,9 +131,16 @@ TEST_F(AtomicFile, UnwritableDirectoryIsAnIoErrorAndLeavesNoTemporary) {
 }
 
 TEST_F(AtomicFile, FailedRenameKeepsTheTargetAndRemovesTheTemporary) {
-  const fs::path target = dir_ / "occupied";  // a non-empty directory cannot be replaced by a file
-  fs::create_directories(target / "inside");
-  auto status = write_file_atomic(target, bytes_of("x"), "test");
+  // A directory that appears at the target while the file is written (a directory there beforehand
+  // is refused up front): a non-empty directory cannot be replaced by a file.
+  const fs::path target = dir_ / "occupied";
+  auto status = write_file_atomic(
+      target,
+      [&](FileWriter& out) -> Status {
+        fs::create_directories(target / "inside");
+        return out.write("x", 1);
+      },
+      "test");
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.error().code, ErrorCode::io);
   EXPECT_NE(status.error().message.find("cannot rename"), std::string::npos) << status.error().to_string();
@@ -165,6 +176,68 @@ TEST_F(AtomicFile, CallbackErrorOrExceptionLeavesTheOldFile) {
                std::runtime_error);
   EXPECT_EQ(read_text(target), "old");
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"keep.txt"});
+}
+
+// A link is followed: the file it names is replaced, the link stays a link (it used to be replaced
+// by a regular file). A dangling link's target is created; a loop is refused.
+TEST_F(AtomicFile, SymlinksAreFollowedToTheirTarget) {
+  const fs::path real = dir_ / "real.txt", link = dir_ / "link.txt", chain = dir_ / "chain.txt";
+  ASSERT_TRUE(write_file_atomic(real, bytes_of("old"), "test").ok());
+  fs::create_symlink("real.txt", link);  // relative, as `ln -s` makes them
+  fs::create_symlink(link, chain);       // a link to a link
+  auto status = write_file_atomic(chain, bytes_of("new"), "test");
+  ASSERT_TRUE(status.ok()) << status.error().to_string();
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_TRUE(fs::is_symlink(chain));
+  EXPECT_EQ(read_text(real), "new");
+  EXPECT_EQ(entries(dir_), (std::vector<std::string>{"chain.txt", "link.txt", "real.txt"}));
+
+  const fs::path dangling = dir_ / "dangling.txt";
+  fs::create_symlink("created.txt", dangling);
+  status = write_file_atomic(dangling, bytes_of("made"), "test");
+  ASSERT_TRUE(status.ok()) << status.error().to_string();
+  EXPECT_TRUE(fs::is_symlink(dangling));
+  EXPECT_EQ(read_text(dir_ / "created.txt"), "made");
+
+  fs::create_symlink("loop-b", dir_ / "loop-a");
+  fs::create_symlink("loop-a", dir_ / "loop-b");
+  status = write_file_atomic(dir_ / "loop-a", bytes_of("x"), "test");
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find("symbolic links"), std::string::npos) << status.error().to_string();
+  EXPECT_TRUE(fs::is_symlink(dir_ / "loop-a"));
+}
+
+// A FIFO (like a character device such as /dev/null) is written through in place, never renamed over.
+TEST_F(AtomicFile, SpecialFilesAreWrittenThroughNotReplaced) {
+  const fs::path fifo = dir_ / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] { received = read_text(fifo); });  // opening blocks until the writer opens
+  auto status = write_file_atomic(fifo, bytes_of("through the pipe"), "test");
+  reader.join();
+  ASSERT_TRUE(status.ok()) << status.error().to_string();
+  EXPECT_EQ(received, "through the pipe");
+  EXPECT_TRUE(fs::is_fifo(fs::symlink_status(fifo)));
+  EXPECT_EQ(entries(dir_), std::vector<std::string>{"pipe"});  // no temporary, nothing renamed
+  // /dev/null is classified as a device to write in place (not written here: a wrong answer would
+  // replace the system's /dev/null when the tests run as root).
+  if (fs::is_character_file("/dev/null")) {
+    auto target = io::detail::resolve_output("/dev/null", "test");
+    ASSERT_TRUE(target.ok());
+    EXPECT_TRUE(target->in_place);
+  }
+}
+
+TEST_F(AtomicFile, DirectoriesAreRefusedAndKept) {
+  const fs::path sub = dir_ / "results";
+  fs::create_directories(sub);
+  auto status = write_file_atomic(sub, bytes_of("x"), "test");
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.error().code, ErrorCode::io);
+  EXPECT_NE(status.error().message.find("is a directory"), std::string::npos) << status.error().to_string();
+  EXPECT_NE(status.error().message.find(sub.string()), std::string::npos) << status.error().to_string();
+  EXPECT_TRUE(fs::is_directory(sub));
+  EXPECT_EQ(entries(dir_), std::vector<std::string>{"results"});
 }
 
 TEST_F(AtomicFile, EmptyPathIsInvalid) {

@@ -543,6 +543,42 @@ TEST_F(SafetensorsFiles, MalformedFilesFailThroughTheFileReaderToo) {
   }
 }
 
+// A hostile header nested a million levels deep (valid JSON, or cut short) crashed every loader: the
+// error path rendered the offending value recursively and overflowed the stack. Now the depth is
+// checked before parsing; values in messages are rendered with a budget, so a huge one stays short.
+TEST_F(SafetensorsFiles, DeeplyNestedOrHugeHeaderValuesAreShortParseErrors) {
+  const std::size_t levels = 1'000'000;
+  for (const bool closed : {true, false}) {
+    SCOPED_TRACE(closed ? "balanced" : "unbalanced");
+    std::string header = "{\"w\":{\"dtype\":\"F32\",\"shape\":" + std::string(levels, '[');
+    if (closed) header += std::string(levels, ']') + ",\"data_offsets\":[0,0]}}";
+    const auto file = path("deep.safetensors");
+    write_file(file, file_bytes(header));
+    auto result = load_safetensors(file);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error().code, ErrorCode::parse);
+    EXPECT_NE(result.error().message.find("levels deep"), std::string::npos) << result.error().message.substr(0, 300);
+    EXPECT_LT(result.error().to_string().size(), 400u);
+  }
+  // Eight levels (the limit) parse; the entry is then wrong in an ordinary way.
+  const auto ok_depth = path("eight.safetensors");
+  write_file(ok_depth, file_bytes("{\"w\":{\"dtype\":\"F32\",\"shape\":[[[[[[1]]]]]],\"data_offsets\":[0,4]}}",
+                                  {0, 0, 128, 63}));
+  auto result = load_safetensors(ok_depth);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().message.find("levels deep"), std::string::npos) << result.error().to_string();
+  // A shape of a million entries: the message quotes ~60 characters of it.
+  std::string wide = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1";
+  for (int i = 0; i < 1'000'000; ++i) wide += ",1";
+  wide += "],\"data_offsets\":[0,4]}}";
+  const auto wide_file = path("wide.safetensors");
+  write_file(wide_file, file_bytes(wide, {0, 0, 128, 63}));
+  result = load_safetensors(wide_file);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.error().message.find("rank"), std::string::npos) << result.error().to_string().substr(0, 300);
+  EXPECT_LT(result.error().to_string().size(), 400u);
+}
+
 TEST_F(SafetensorsFiles, TruncatedFile) {
   auto w = Tensor::full<float>({4, 4}, 3.0f).value();
   auto b = Tensor::full<float>({4}, 1.0f).value();
@@ -600,15 +636,16 @@ TEST_F(SafetensorsFiles, SaveIntoMissingDirectoryFailsAndLeavesNothing) {
   EXPECT_FALSE(fs::exists(path("no-such-dir")));
 }
 
-TEST_F(SafetensorsFiles, FailedRenameKeepsTargetAndRemovesTemporary) {
-  // The target is a non-empty directory: the temporary is written, the rename fails.
+TEST_F(SafetensorsFiles, DirectoryTargetIsRefusedAndKept) {
+  // The target is a directory: refused before anything is written (the rename failures themselves
+  // are tested in tests/io/test_file.cpp).
   const auto target = path("occupied");
   fs::create_directories(target / "inside");
   auto w = Tensor::full<float>({2}, 1.0f).value();
   auto status = save_safetensors(target, {{"w", &w}});
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.error().code, ErrorCode::io);
-  EXPECT_NE(status.error().message.find("cannot rename"), std::string::npos) << status.error().to_string();
+  EXPECT_NE(status.error().message.find("is a directory"), std::string::npos) << status.error().to_string();
   EXPECT_TRUE(fs::is_directory(target / "inside"));
   EXPECT_FALSE(temporary_left("occupied"));
 }

@@ -14,9 +14,15 @@
 // left as it was: a reader sees the old file or the whole new one, never half of one. No fsync: this
 // guards against failed writes (disk full, missing directory), not against power loss.
 //
-// Errors are ErrorCode::io with the given op; the message names <path>, the temporary where it
-// matters and the OS's reason ("No such file or directory"). An error returned by the callback is
-// passed through unchanged; an empty path is invalid_argument.
+// What is at <path> decides where the bytes go: a symbolic link is followed to the file it names
+// (the link stays; a dangling link's target is created); an existing character device or FIFO is
+// written through in place (/dev/null stays /dev/null: renaming over it would replace the device
+// with a regular file); a directory, block device or socket is refused before anything is written.
+//
+// Errors are ErrorCode::io with the given op (a directory, block device or socket at <path> too); the
+// message names <path>, the temporary where it matters and the OS's reason ("No such file or
+// directory"). An error returned by the callback is passed through unchanged; an empty path is
+// invalid_argument.
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
@@ -37,6 +43,7 @@
 #endif
 
 #include "ferrite/core/error.hpp"
+#include "ferrite/core/macros.hpp"
 #include "ferrite/core/result.hpp"
 
 namespace ferrite::io {
@@ -65,6 +72,57 @@ inline std::filesystem::path temporary_path_for(const std::filesystem::path& pat
   return tmp;
 }
 
+// Where write_file_atomic puts the bytes for `path` (see the top): the file to replace, or the
+// special file to write through in place.
+struct OutputTarget {
+  std::filesystem::path path;
+  bool in_place = false;
+};
+
+inline Result<OutputTarget> resolve_output(const std::filesystem::path& path, std::string_view op) {
+  namespace fs = std::filesystem;
+  auto refuse = [&](const std::string& what) -> Error {
+    return make_error(ErrorCode::io, std::string(op),
+                      "cannot write '" + path.string() + "': " + what + "; nothing was written");
+  };
+  std::error_code ec;
+  const fs::file_status followed = fs::status(path, ec);  // through every link
+  switch (followed.type()) {
+    case fs::file_type::regular:
+      if (fs::is_symlink(fs::symlink_status(path, ec))) {
+        fs::path target = fs::canonical(path, ec);  // the file the links name: replaced, the links kept
+        if (ec) return make_error(ErrorCode::io, std::string(op), "cannot resolve the link '" + path.string() + "': " + ec.message());
+        return OutputTarget{std::move(target), false};
+      }
+      return OutputTarget{path, false};
+    case fs::file_type::character:
+    case fs::file_type::fifo:
+      return OutputTarget{path, true};  // opened through the links, written in place
+    case fs::file_type::directory:
+      return refuse("it is a directory");
+    case fs::file_type::block:
+      return refuse("it is a block device");
+    case fs::file_type::socket:
+      return refuse("it is a socket");
+    case fs::file_type::not_found:
+      break;
+    default:
+      if (ec && ec.value() == ELOOP) return refuse("too many levels of symbolic links");
+      return refuse("it is not a regular file");
+  }
+  if (ec && ec.value() == ELOOP) return refuse("too many levels of symbolic links");
+  // Nothing there, or a dangling link: follow the links (at most 40, as the kernel does) to the name
+  // to create.
+  fs::path p = path;
+  for (int hops = 0; fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
+    if (hops == 40) return refuse("too many levels of symbolic links");
+    const fs::path link = fs::read_symlink(p, ec);
+    if (ec) return make_error(ErrorCode::io, std::string(op), "cannot read the link '" + p.string() + "': " + ec.message());
+    p = link.is_absolute() ? link : p.parent_path() / link;
+  }
+  return OutputTarget{p, false};
+}
+
 }  // namespace detail
 
 class FileWriter;
@@ -87,9 +145,12 @@ class FileWriter {
     errno = 0;
     const std::size_t written = std::fwrite(data, 1, size, file_);
     if (written != size) {
-      Status failure = error("writing '" + tmp_.string() + "' failed after " + std::to_string(bytes_ + written) +
-                             " bytes: " + detail::os_reason(errno) + " (disk full?); '" + path_.string() +
-                             "' was left untouched");
+      const std::string reason = detail::os_reason(errno);
+      Status failure = error(in_place_ ? "writing '" + path_.string() + "' failed after " + std::to_string(bytes_ + written) +
+                                             " bytes: " + reason
+                                       : "writing '" + tmp_.string() + "' failed after " + std::to_string(bytes_ + written) +
+                                             " bytes: " + reason + " (disk full?); '" + path_.string() +
+                                             "' was left untouched");
       failed_ = failure;  // (a named temporary: nvcc warns on a discarded [[nodiscard]] assignment result)
       return failure;
     }
@@ -105,12 +166,15 @@ class FileWriter {
   friend Status detail::write_file_atomic_impl(const std::filesystem::path&, detail::FillFn, void*,
                                                std::string_view);
 
-  FileWriter(const std::filesystem::path& path, std::string_view op)
-      : path_(path), tmp_(detail::temporary_path_for(path)), op_(op) {}
+  FileWriter(detail::OutputTarget target, std::string_view op)
+      : path_(std::move(target.path)),
+        tmp_(target.in_place ? path_ : detail::temporary_path_for(path_)),
+        op_(op),
+        in_place_(target.in_place) {}
   ~FileWriter() {
     // Reached with an open file or an uncommitted temporary only on a failure or an exception.
     if (file_) std::fclose(file_);
-    if (!committed_) {
+    if (!committed_ && !in_place_) {
       std::error_code ignored;
       std::filesystem::remove(tmp_, ignored);
     }
@@ -125,9 +189,11 @@ class FileWriter {
 #else
     file_ = std::fopen(tmp_.c_str(), "wb");
 #endif
-    if (!file_)
+    if (!file_) {
+      if (in_place_) return error("cannot open '" + path_.string() + "' for writing: " + detail::os_reason(errno));
       return error("cannot create '" + tmp_.string() + "' to write '" + path_.string() + "': " +
                    detail::os_reason(errno) + " (does the directory exist and is it writable?)");
+    }
     return {};
   }
 
@@ -145,6 +211,10 @@ class FileWriter {
     if (closed != 0)
       return error("closing '" + tmp_.string() + "' failed: " + detail::os_reason(close_errno) + "; '" +
                    path_.string() + "' was left untouched");
+    if (in_place_) {  // a device or FIFO: the bytes went straight to it
+      committed_ = true;
+      return {};
+    }
     std::error_code ec;
     std::filesystem::rename(tmp_, path_, ec);
     if (ec)
@@ -154,9 +224,10 @@ class FileWriter {
     return {};
   }
 
-  const std::filesystem::path& path_;
-  std::filesystem::path tmp_;
+  std::filesystem::path path_;  // the file written: the target of the caller's links
+  std::filesystem::path tmp_;   // the temporary beside it (the path itself when in place)
   std::string_view op_;
+  bool in_place_ = false;
   std::FILE* file_ = nullptr;
   std::size_t bytes_ = 0;
   Status failed_{};
@@ -167,7 +238,8 @@ namespace detail {
 inline Status write_file_atomic_impl(const std::filesystem::path& path, FillFn fill, void* context,
                                      std::string_view op) {
   if (path.empty()) return make_error(ErrorCode::invalid_argument, std::string(op), "empty output path");
-  FileWriter out(path, op);  // its destructor removes the temporary unless commit() renamed it
+  FE_TRY_ASSIGN(OutputTarget target, resolve_output(path, op));
+  FileWriter out(std::move(target), op);  // its destructor removes the temporary unless commit() renamed it
   FE_TRY(out.open());
   FE_TRY(fill(context, out));
   return out.commit();

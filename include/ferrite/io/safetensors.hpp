@@ -60,6 +60,8 @@ static_assert(std::endian::native == std::endian::little,
 
 // Same limit as the reference implementation: a longer header means a corrupt or foreign file.
 inline constexpr std::uint64_t kSafetensorsMaxHeaderBytes = 100'000'000;
+// Nesting allowed in a header's JSON (a valid one needs 3): deeper is rejected before parsing.
+inline constexpr int kSafetensorsMaxDepth = 8;
 
 using SafetensorsMetadata = std::map<std::string, std::string>;
 // (name, tensor) pairs to save; the tensors are borrowed for the duration of the call.
@@ -160,10 +162,55 @@ inline DType loaded_dtype(DType file_dtype) {
 }
 
 // A short rendering of a JSON value for error messages.
+// A value as it appears in a message: at most ~60 characters, whatever its size. Rendered piece by
+// piece with a budget, never dumped whole: a huge array or string in a hostile header costs no more
+// than a short one (the header's nesting depth is bounded before parsing, see kSafetensorsMaxDepth).
+inline void brief_into(const json& value, std::string& out, std::size_t budget) {
+  if (out.size() >= budget) return;
+  if (value.is_array() || value.is_object()) {
+    out += value.is_array() ? '[' : '{';
+    bool first = true;
+    for (auto it = value.begin(); it != value.end() && out.size() < budget; ++it) {
+      if (!first) out += ',';
+      first = false;
+      if (value.is_object()) out += json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + ':';
+      brief_into(*it, out, budget);
+    }
+    out += value.is_array() ? ']' : '}';
+    return;
+  }
+  if (value.is_string() && value.get_ref<const std::string&>().size() > budget)  // no copy of a huge string
+    out += json(value.get_ref<const std::string&>().substr(0, budget)).dump(-1, ' ', false, json::error_handler_t::replace);
+  else
+    out += value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 inline std::string brief(const json& value) {
-  std::string s = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string s;
+  brief_into(value, s, 61);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
+}
+
+// The deepest nesting of arrays and objects in JSON text (outside strings), stopping at `limit` + 1.
+// A valid header nests three levels (header object, tensor entry, shape array); the check runs before
+// nlohmann::json sees the text, so a file of a million '[' is a parse error, not a stack overflow.
+inline int json_nesting_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') --depth;
+  }
+  return deepest;
 }
 
 inline Error parse_error(const std::string& source, const std::string& message,
@@ -237,6 +284,9 @@ inline Result<json> parse_json_without_duplicates(std::string_view text, const s
     }
     return true;
   };
+  if (const int depth = json_nesting_depth(text, kSafetensorsMaxDepth); depth > kSafetensorsMaxDepth)
+    return parse_error(source, "header nests arrays/objects more than " + std::to_string(kSafetensorsMaxDepth) +
+                                   " levels deep (a safetensors header needs 3): corrupt or hostile file");
   json root;
   try {
     root = json::parse(text.begin(), text.end(), callback);
