@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
   json report = bench::make_report_skeleton("mnist", build_info(), env, bench::device_strings(available_devices()));
   report["config"] = config_json(c);
 
-  const auto result = run(c, limit.threads());
+  const auto result = bench::run_guarded("mnist", [&] { return run(c, limit.threads()); });
   auto device = Device::parse(c.device);
   return bench::finish_report("mnist", std::move(report), result, device.ok() ? *device : Device::cpu(), limit.threads(),
                               c.json_path);

@@ -94,25 +94,7 @@ bench::BuildInfo build_info() {
           FERRITE_CUDA_BUILT != 0};
 }
 
-// The first non-finite element of a float tensor, as an error naming `what` (file and tensor), or ok.
-Status check_finite(const Tensor& t, const std::string& op, const std::string& what) {
-  const float* p = t.data<float>();
-  for (std::int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(p[i])) {
-      std::string at;  // the multi-index of element i (row-major)
-      std::int64_t flat = i;
-      std::vector<std::int64_t> index(static_cast<std::size_t>(t.shape().rank()));
-      for (int k = t.shape().rank() - 1; k >= 0; --k) {
-        index[static_cast<std::size_t>(k)] = flat % t.dim(k);
-        flat /= t.dim(k);
-      }
-      for (std::size_t k = 0; k < index.size(); ++k) at += (k ? ", " : "") + std::to_string(index[k]);
-      return make_error(ErrorCode::invalid_argument, op,
-                        what + " holds a non-finite value (" + std::to_string(p[i]) + ") at [" + at + "]",
-                        t.describe());
-    }
-  return {};
-}
+using nn::check_finite;  // the one finite check of every weight and state loader (nn/state_dict.hpp)
 
 // Tensor `name` of a safetensors file, f32 and finite; errors name the file.
 Result<Tensor> load_tensor(const std::string& path, const std::string& name, const std::string& op) {
@@ -484,7 +466,7 @@ int main(int argc, char** argv) {
   json report = bench::make_report_skeleton("qca", build_info(), env, bench::device_strings(available_devices()));
   report["config"] = config_json(c);
 
-  const auto result = run(c, limit.threads());
+  const auto result = bench::run_guarded("qca", [&] { return run(c, limit.threads()); });
   auto device = Device::parse(c.device);
   return bench::finish_report("qca", std::move(report), result, device.ok() ? *device : Device::cpu(), limit.threads(),
                               c.json_path);

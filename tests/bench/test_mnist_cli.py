@@ -6,6 +6,7 @@ Each case runs the real program; JSON output is validated against the ferrite-be
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -95,12 +96,18 @@ with tempfile.TemporaryDirectory() as tmp:
         check(False, "no JSON written for the device error")
 
     # 5. Bad input: each exits non-zero with a message naming the problem.
+    wnan = os.path.join(tmp, "wnan.safetensors")
+    if os.path.exists(w):
+        raw = bytearray(open(w, "rb").read())
+        raw[-4:] = struct.pack("<f", float("nan"))  # the last tensor's last element
+        open(wnan, "wb").write(raw)
     bad_cases = [
         (["--batch", "0"], "--batch"),
         (["--optimizer", "rmsprop"], "--optimizer"),
         (["--no-such-flag"], "no-such-flag"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--cuda-graphs"], "--cuda-graphs needs --device cuda"),  # asked for on the CPU: refused, not ignored
+        (["--init-from", wnan], "non-finite"),  # a NaN weight used to "train" to a NaN loss and exit 0
         (["--init-from", os.path.join(tmp, "missing.safetensors")], "missing.safetensors"),
         (["--init-from", d], "unexpected 'train_images'"),  # the data file is not a weights file
         (["--dataset", "fashion-mnist", "--data-dir", os.path.join(tmp, "nowhere")], "nowhere"),

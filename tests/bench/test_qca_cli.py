@@ -189,6 +189,11 @@ with tempfile.TemporaryDirectory() as tmp:
     open(path("wnan.safetensors"), "wb").write(weights_nan)
     expect_error(TINY + ["--weights", path("wnan.safetensors")], "non-finite")
 
+    # 5b. A size no machine can hold: an error report and exit 1, not std::terminate (it used to abort
+    # in std::bad_alloc with no JSON).
+    p = expect_error(tiny(steps="1000000000000"), "out of host memory", "out_of_memory", path("huge.json"))
+    check(p.returncode == 1, f"--steps 1e12 exited {p.returncode}, expected 1 (an abort is -6)", p)
+
     # 6. A grid that is not a multiple of 4.
     expect_error(tiny(grid="18"), "multiple of 4", "invalid_argument", path("grid.json"))
 

@@ -16,6 +16,8 @@
 // must say so as an error report (status "error", message), not as numbers.
 #include <cmath>
 #include <cerrno>
+#include <exception>
+#include <new>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -179,6 +181,25 @@ struct RunSections {
 // report, with a device object naming `device`, unavailable), prints the summary to stdout or
 // "<program>: error: ..." to stderr, writes the JSON if `json_path` is set, and returns the exit
 // status: 0 on success, 1 if the run or the write failed.
+// Runs a benchmark's body and turns an exception that escapes it — std::bad_alloc from an absurd size
+// flag, anything a dependency throws — into an error, so that every failure reaches the JSON report
+// and the exit status instead of std::terminate (an abort with no report).
+template <class Body>
+Result<RunSections> run_guarded(std::string_view program, Body&& body) noexcept {
+  const std::string op(program);
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return make_error(ErrorCode::out_of_memory, op,
+                      "out of host memory (std::bad_alloc): the run asked for more memory than this machine can give; "
+                      "check the size flags (steps, grid, batch, samples, hidden sizes)");
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::internal, op, std::string("unexpected exception: ") + e.what());
+  } catch (...) {
+    return make_error(ErrorCode::internal, op, "unexpected exception of unknown type");
+  }
+}
+
 inline int finish_report(std::string_view program, json report, const Result<RunSections>& result, const Device& device,
                          int threads, const std::string& json_path) {
   int status = 0;

@@ -3,8 +3,11 @@
 // load_state_dict(strict=True): every parameter must be present with its exact shape, and the file
 // must hold nothing else. All problems are reported together, by name, and nothing is changed
 // unless everything matches.
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "ferrite/io/safetensors.hpp"
 #include "ferrite/nn/parameter.hpp"
@@ -25,6 +28,28 @@ inline Status save_parameters(const ParameterList& params, const std::filesystem
     }
   }
   return io::save_safetensors(path, refs, {{"format", "pt"}, {"producer", "ferrite"}});
+}
+
+// The first non-finite element of a host float tensor (f32 or f64; other dtypes pass), as an
+// invalid_argument error naming `what` (file and tensor) and the element's index, or ok. Every weight
+// and state loader runs it: a NaN in a file would otherwise "train" to a NaN loss and exit 0.
+inline Status check_finite(const Tensor& t, const std::string& op, const std::string& what) {
+  if (!t.device().is_cpu() || (t.dtype() != DType::f32 && t.dtype() != DType::f64)) return {};
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    const double v = t.dtype() == DType::f32 ? double(t.data<float>()[i]) : t.data<double>()[i];
+    if (std::isfinite(v)) continue;
+    std::string at;  // the multi-index of element i (row-major)
+    std::int64_t flat = i;
+    std::vector<std::int64_t> index(static_cast<std::size_t>(t.shape().rank()));
+    for (int k = t.shape().rank() - 1; k >= 0; --k) {
+      index[static_cast<std::size_t>(k)] = flat % t.dim(k);
+      flat /= t.dim(k);
+    }
+    for (std::size_t k = 0; k < index.size(); ++k) at += (k ? ", " : "") + std::to_string(index[k]);
+    return make_error(ErrorCode::invalid_argument, op,
+                      what + " holds a non-finite value (" + std::to_string(v) + ") at [" + at + "]", t.describe());
+  }
+  return {};
 }
 
 // Copies the file's tensors into `params` (strict). f16/bf16/f64 files arrive as f32 already.
@@ -49,6 +74,7 @@ inline Status load_parameters(ParameterList& params, const io::SafetensorsFile& 
   }
   if (!problems.empty())
     return make_error(ErrorCode::invalid_argument, "load_parameters", source + ": " + problems);
+  for (const auto& p : params) FE_TRY(check_finite(*file.find(p.name), "load_parameters", source + ": '" + p.name + "'"));
   for (auto& p : params) FE_TRY(p.value->copy_from(*file.find(p.name)));  // host or device
   return {};
 }
