@@ -31,6 +31,7 @@
 #include "ferrite/models/mlp.hpp"
 #include "ferrite/nn/parameter_store.hpp"
 #include "ferrite/ops/fill.hpp"
+#include "ferrite/bench/paths.hpp"
 #include "ferrite/bench/profile.hpp"
 #include "ferrite/nn/state_dict.hpp"
 #include "ferrite/optim/factory.hpp"
@@ -137,7 +138,23 @@ train::TrainOptions warmup_options(const Config& c, std::int64_t train_size) {
           c.warmup_steps, c.cuda_graphs};
 }
 
+// Every file the run reads (the weights, the Fashion-MNIST files) and every file it writes but the
+// JSON report (checked in main, before a report could overwrite anything).
+std::vector<bench::NamedPath> input_paths(const Config& c) {
+  std::vector<bench::NamedPath> in{{"--init-from", c.init_from}};
+  if (c.dataset == "fashion-mnist")
+    for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                             "t10k-labels-idx1-ubyte"})
+      for (const char* ext : {".gz", ""})
+        in.push_back({"--data-dir", (std::filesystem::path(c.data_dir) / (std::string(name) + ext)).string()});
+  return in;
+}
+std::vector<bench::NamedPath> output_paths(const Config& c) {
+  return {{"--save-init", c.save_init}, {"--export-data", c.export_data}};
+}
+
 Result<bench::RunSections> run(const Config& c, int threads) {
+  FE_TRY(bench::check_output_paths("bench/mnist", input_paths(c), output_paths(c)));
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   if (c.cuda_graphs && !device.is_cuda())
     return make_error(ErrorCode::invalid_argument, "bench/mnist",
@@ -307,6 +324,15 @@ int main(int argc, char** argv) {
   if (graphs->count() == 0) {
     const auto d = Device::parse(c.device);
     c.cuda_graphs = d.ok() && d->is_cuda();
+  }
+
+  {  // A report over an input (or another output) would destroy it: refuse before writing anything.
+    std::vector<bench::NamedPath> outputs{{"--json", c.json_path}};
+    for (auto& o : output_paths(c)) outputs.push_back(o);
+    if (const Status s = bench::check_output_paths("bench/mnist", input_paths(c), outputs, /*first_only=*/true); !s.ok()) {
+      std::fprintf(stderr, "mnist: error: %s\n", s.error().to_string().c_str());
+      return 1;
+    }
   }
 
   cpu::ThreadLimit limit(c.threads);

@@ -33,6 +33,7 @@
 #include "build_info.hpp"
 #include "ferrite/backend/cpu/threading.hpp"
 #include "ferrite/backend/cuda/memory.hpp"
+#include "ferrite/bench/paths.hpp"
 #include "ferrite/bench/profile.hpp"
 #include "ferrite/backend/devices.hpp"
 #include "ferrite/bench/cuda_device.hpp"
@@ -231,7 +232,16 @@ class Engine {
   Tensor state_;  // the GPU's copy of psi
 };
 
+// Every file the run reads, and every file it writes but the JSON report (checked in main).
+std::vector<bench::NamedPath> input_paths(const Config& c) {
+  return {{"--weights", c.weights}, {"--initial-state", c.initial_state}, {"--reference-state", c.reference_state}};
+}
+std::vector<bench::NamedPath> output_paths(const Config& c) {
+  return {{"--save-weights", c.save_weights}, {"--save-state", c.save_state}, {"--density-png", c.density_png}};
+}
+
 Result<bench::RunSections> run(const Config& c, int threads) {
+  FE_TRY(bench::check_output_paths("bench/qca", input_paths(c), output_paths(c)));
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
   FE_TRY(check_device(device));
   if (c.cuda_graphs)
@@ -458,6 +468,15 @@ int main(int argc, char** argv) {
                  "--device cuda: 3x3 convolutions as winograd (default) or im2col")
       ->check(CLI::IsMember({"winograd", "im2col"}));
   CLI11_PARSE(app, argc, argv);
+
+  {  // A report over an input (or another output) would destroy it: refuse before writing anything.
+    std::vector<bench::NamedPath> outputs{{"--json", c.json_path}};
+    for (auto& o : output_paths(c)) outputs.push_back(o);
+    if (const Status s = bench::check_output_paths("bench/qca", input_paths(c), outputs, /*first_only=*/true); !s.ok()) {
+      std::fprintf(stderr, "qca: error: %s\n", s.error().to_string().c_str());
+      return 1;
+    }
+  }
 
   cpu::ThreadLimit limit(c.threads);
   std::optional<cpu::ThreadPinning> pinning;

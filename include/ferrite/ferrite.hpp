@@ -80,6 +80,7 @@
 #include "ferrite/bench/environment.hpp"
 #include "ferrite/bench/harness.hpp"
 #include "ferrite/bench/memory.hpp"
+#include "ferrite/bench/paths.hpp"
 #include "ferrite/bench/profile.hpp"
 #include "ferrite/bench/report.hpp"
 #include "ferrite/bench/stats.hpp"

@@ -82,6 +82,22 @@ with tempfile.TemporaryDirectory() as tmp:
         gemm = [o for o in pr["ops"] if o["op"] == "gemm"]
         check(bool(gemm) and gemm[0]["calls"] == 20 * 8, f"gemm calls {gemm[0]['calls'] if gemm else None}, expected 160")
 
+    # 3c. An output naming an input (by another spelling, through a link) is refused and the input kept:
+    # --json or --save-init over --init-from used to destroy the weights file.
+    if os.path.exists(w):
+        before = open(w, "rb").read()
+        alias = os.path.join(tmp, "alias.safetensors")
+        os.symlink(os.path.basename(w), alias)
+        for args in (["--init-from", w, "--json", alias],
+                     ["--init-from", alias, "--save-init", os.path.join(tmp, ".", os.path.basename(w))],
+                     ["--init-from", w, "--export-data", w]):
+            p = run(TINY + args)
+            check(p.returncode != 0, f"{args} exited 0", p)
+            check("refusing to overwrite an input" in p.stderr, f"{args}: no refusal message", p)
+            check(open(w, "rb").read() == before, f"{args} changed the input file")
+        p = run(TINY + ["--json", os.path.join(tmp, "same.json"), "--save-init", os.path.join(tmp, "same.json")])
+        check(p.returncode != 0 and "one would overwrite the other" in p.stderr, "two outputs on one file accepted", p)
+
     # 4. --device cuda without CUDA: status error, a message, the available devices, non-zero exit.
     e = os.path.join(tmp, "err.json")
     p = run(TINY + ["--device", "cuda:7", "--json", e])

@@ -194,6 +194,17 @@ with tempfile.TemporaryDirectory() as tmp:
     p = expect_error(tiny(steps="1000000000000"), "out of host memory", "out_of_memory", path("huge.json"))
     check(p.returncode == 1, f"--steps 1e12 exited {p.returncode}, expected 1 (an abort is -6)", p)
 
+    # 5c. An output naming an input is refused and the input kept (--density-png over --weights,
+    # --save-state over --initial-state used to destroy them).
+    before_w, before_s = open(w, "rb").read(), open(s, "rb").read()
+    expect_error(TINY + ["--weights", w, "--density-png", w], "refusing to overwrite an input", "invalid_argument",
+                 path("same-png.json"))
+    expect_error(TINY + ["--initial-state", s, "--save-state", os.path.join(tmp, ".", os.path.basename(s))],
+                 "refusing to overwrite an input")
+    p = run(TINY + ["--weights", w, "--json", w])
+    check(p.returncode != 0 and "refusing to overwrite an input" in p.stderr, "--json over --weights accepted", p)
+    check(open(w, "rb").read() == before_w and open(s, "rb").read() == before_s, "an input file was changed")
+
     # 6. A grid that is not a multiple of 4.
     expect_error(tiny(grid="18"), "multiple of 4", "invalid_argument", path("grid.json"))
 
