@@ -31,6 +31,7 @@
 #include "ferrite/models/mlp.hpp"
 #include "ferrite/nn/parameter_store.hpp"
 #include "ferrite/ops/fill.hpp"
+#include "cli.hpp"  // bench/cli.hpp: the programs' command-line helpers (CLI11 is theirs, not the library's)
 #include "ferrite/bench/paths.hpp"
 #include "ferrite/bench/profile.hpp"
 #include "ferrite/nn/state_dict.hpp"
@@ -297,10 +298,10 @@ int main(int argc, char** argv) {
   app.add_option("--test-samples", c.test_samples, "held-out samples (0 = whole set)")->check(CLI::NonNegativeNumber);
   app.add_option("--batch", c.batch, "batch size")->check(CLI::PositiveNumber);
   app.add_option("--epochs", c.epochs, "epochs")->check(CLI::PositiveNumber);
-  app.add_option("--lr", c.lr, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr", c.lr, "learning rate")->check(CLI::PositiveNumber & bench::kFinite);
   app.add_option("--optimizer", c.optimizer, "adam | adamw | sgd")->check(CLI::IsMember({"adam", "adamw", "sgd"}));
-  app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--weight-decay", c.weight_decay, "weight decay (default: the optimizer's PyTorch default)");
+  app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0) & bench::kFinite);
+  app.add_option("--weight-decay", c.weight_decay, "weight decay (default: the optimizer's PyTorch default)")->check(bench::kFinite);
   app.add_option("--seed", c.seed, "seed for initialization, data and batch order");
   app.add_option("--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
@@ -317,7 +318,14 @@ int main(int argc, char** argv) {
                                      "eager step (default: on with --device cuda; --no-cuda-graphs for eager launches)");
   app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many extra steps (extra.profile)")->check(CLI::NonNegativeNumber);
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
-  CLI11_PARSE(app, argc, argv);
+  // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
+  if (const auto exit = bench::parse_or_report(app, argc, argv, "mnist", [&] {
+        json r = bench::make_report_skeleton("mnist", build_info(), bench::collect_environment(build_info()),
+                                             bench::device_strings(available_devices()));
+        r["config"] = {{"command_line", std::vector<std::string>(argv, argv + argc)}};
+        return r;
+      }))
+    return *exit;
   // Graph replay is the default on CUDA: its losses and weights are bit-identical to eager launches
   // (tests/train/test_train_devices.cpp) and a batch-32 step took 60 us instead of 140 (H200,
   // docs/results/nvidia-h200). Asked for explicitly on the CPU, it is refused in run().

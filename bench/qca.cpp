@@ -33,6 +33,7 @@
 #include "build_info.hpp"
 #include "ferrite/backend/cpu/threading.hpp"
 #include "ferrite/backend/cuda/memory.hpp"
+#include "cli.hpp"  // bench/cli.hpp: the programs' command-line helpers (CLI11 is theirs, not the library's)
 #include "ferrite/bench/paths.hpp"
 #include "ferrite/bench/profile.hpp"
 #include "ferrite/backend/devices.hpp"
@@ -439,7 +440,7 @@ int main(int argc, char** argv) {
   app.add_option("--d-state", c.d_state, "complex components per cell")->check(CLI::PositiveNumber);
   app.add_option("--hidden", c.hidden, "U-Net base width h")->check(CLI::PositiveNumber);
   app.add_option("--law", c.law, "unet | unet-unitary")->check(CLI::IsMember({"unet", "unet-unitary"}));
-  app.add_option("--gamma", c.gamma, "decay per step");
+  app.add_option("--gamma", c.gamma, "decay per step")->check(bench::kFinite);
   app.add_option("--steps", c.steps, "timed steps")->check(CLI::PositiveNumber);
   app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state; on the GPU at least 2)")->check(CLI::NonNegativeNumber);
   app.add_option("--init", c.init, "complex_noise | random")->check(CLI::IsMember({"complex_noise", "random"}));
@@ -467,7 +468,14 @@ int main(int argc, char** argv) {
   app.add_option("--gpu-conv", c.gpu_conv,
                  "--device cuda: 3x3 convolutions as winograd (default) or im2col")
       ->check(CLI::IsMember({"winograd", "im2col"}));
-  CLI11_PARSE(app, argc, argv);
+  // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
+  if (const auto exit = bench::parse_or_report(app, argc, argv, "qca", [&] {
+        json r = bench::make_report_skeleton("qca", build_info(), bench::collect_environment(build_info()),
+                                             bench::device_strings(available_devices()));
+        r["config"] = {{"command_line", std::vector<std::string>(argv, argv + argc)}};
+        return r;
+      }))
+    return *exit;
 
   {  // A report over an input (or another output) would destroy it: refuse before writing anything.
     std::vector<bench::NamedPath> outputs{{"--json", c.json_path}};

@@ -98,6 +98,25 @@ with tempfile.TemporaryDirectory() as tmp:
         p = run(TINY + ["--json", os.path.join(tmp, "same.json"), "--save-init", os.path.join(tmp, "same.json")])
         check(p.returncode != 0 and "one would overwrite the other" in p.stderr, "two outputs on one file accepted", p)
 
+    # 3d. A rejected command line replaces the previous report with an error report of this run (it used to
+    # leave the earlier success in place); a file that is not a ferrite report is not touched; non-finite
+    # numbers are refused up front (--weight-decay nan silently became the default).
+    stale = os.path.join(tmp, "stale.json")
+    p = run(TINY + ["--json", stale])
+    check(p.returncode == 0, "run for the stale report failed", p)
+    for bad in (["--batch", "0"], ["--weight-decay", "nan"], ["--lr", "inf"], ["--no-such-flag"]):
+        p = run(TINY + bad + ["--json", stale])
+        check(p.returncode != 0, f"{bad} exited 0", p)
+        if os.path.exists(stale):
+            doc = json.load(open(stale))
+            check(doc["status"] == "error" and "command line rejected" in doc["message"], f"{bad}: stale report kept")
+            validate(stale)
+    check("finite" in run(TINY + ["--weight-decay", "nan"]).stderr, "--weight-decay nan not refused as non-finite")
+    other = os.path.join(tmp, "notes.txt")
+    open(other, "w").write("mine")
+    run(TINY + ["--batch", "0", "--json", other])
+    check(open(other).read() == "mine", "a rejected command line overwrote a file that is not a report")
+
     # 4. --device cuda without CUDA: status error, a message, the available devices, non-zero exit.
     e = os.path.join(tmp, "err.json")
     p = run(TINY + ["--device", "cuda:7", "--json", e])

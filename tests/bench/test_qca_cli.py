@@ -205,6 +205,13 @@ with tempfile.TemporaryDirectory() as tmp:
     check(p.returncode != 0 and "refusing to overwrite an input" in p.stderr, "--json over --weights accepted", p)
     check(open(w, "rb").read() == before_w and open(s, "rb").read() == before_s, "an input file was changed")
 
+    # 5d. --gamma inf is refused before anything runs (it used to save a non-finite state first).
+    p = run(TINY + ["--gamma", "inf", "--save-state", path("inf.safetensors"), "--json", path("inf.json")])
+    check(p.returncode != 0 and "finite" in p.stderr, "--gamma inf not refused", p)
+    check(not os.path.exists(path("inf.safetensors")), "--gamma inf wrote a state")
+    if check(os.path.exists(path("inf.json")), "--gamma inf: no error report"):
+        validate(path("inf.json"))
+
     # 6. A grid that is not a multiple of 4.
     expect_error(tiny(grid="18"), "multiple of 4", "invalid_argument", path("grid.json"))
 
