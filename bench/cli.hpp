@@ -35,6 +35,11 @@ inline const CLI::Validator kFinite(
     },
     "FINITE");
 
+// A path flag given with an empty value ("--json ''") is an error, not a silent "no output".
+inline const CLI::Validator kPath(
+    [](std::string& text) -> std::string { return text.empty() ? "must not be empty (omit the flag instead)" : ""; },
+    "PATH");
+
 namespace detail {
 // The value of --json in argv ("--json X" or "--json=X"), or empty.
 inline std::string json_flag(int argc, char** argv) {

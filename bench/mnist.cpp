@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
   Config c;
   CLI::App app{"ferrite bench/mnist: train the MLP 784-128-64-10 and report speed and quality as JSON"};
   app.add_option("--dataset", c.dataset, "synthetic | fashion-mnist")->check(CLI::IsMember({"synthetic", "fashion-mnist"}));
-  app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX directory (Debian package dataset-fashion-mnist)");
+  app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX directory (Debian package dataset-fashion-mnist)")->check(bench::kPath);
   app.add_option("--samples", c.samples, "training samples (0 = whole set; synthetic default 1000)")->check(CLI::NonNegativeNumber);
   app.add_option("--test-samples", c.test_samples, "held-out samples (0 = whole set)")->check(CLI::NonNegativeNumber);
   app.add_option("--batch", c.batch, "batch size")->check(CLI::PositiveNumber);
@@ -307,10 +307,10 @@ int main(int argc, char** argv) {
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
   app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before training (weights are restored after)")->check(CLI::NonNegativeNumber);
   app.add_option("--eval-batch", c.eval_batch, "batch size for evaluation")->check(CLI::PositiveNumber);
-  app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here");
-  app.add_option("--save-init", c.save_init, "write the initial weights (safetensors, PyTorch names)");
-  app.add_option("--init-from", c.init_from, "start from these weights (safetensors, PyTorch names)");
-  app.add_option("--export-data", c.export_data, "write the data and every epoch's batch order (safetensors)");
+  app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here")->check(bench::kPath);
+  app.add_option("--save-init", c.save_init, "write the initial weights (safetensors, PyTorch names)")->check(bench::kPath);
+  app.add_option("--init-from", c.init_from, "start from these weights (safetensors, PyTorch names)")->check(bench::kPath);
+  app.add_option("--export-data", c.export_data, "write the data and every epoch's batch order (safetensors)")->check(bench::kPath);
   app.add_flag("--quiet", c.quiet, "no progress on stderr");
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
   CLI::Option* graphs = app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs,

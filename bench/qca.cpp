@@ -447,17 +447,17 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "seed for weights and initial state");
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
   app.add_option("--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber);
-  app.add_option("--weights", c.weights, "load the law (safetensors, PyTorch state_dict names)");
+  app.add_option("--weights", c.weights, "load the law (safetensors, PyTorch state_dict names)")->check(bench::kPath);
   app.add_flag("--small-outc,!--no-small-outc", c.small_outc, "default init with outc.weight ~ N(0, 1e-5^2) (Aetheria's; default on)");
-  app.add_option("--save-weights", c.save_weights, "write the law's weights (safetensors)");
-  app.add_option("--initial-state", c.initial_state, "start from tensor 'psi0' of this safetensors file");
-  app.add_option("--save-state", c.save_state, "write 'psi0' and 'psi' (after --steps steps)");
+  app.add_option("--save-weights", c.save_weights, "write the law's weights (safetensors)")->check(bench::kPath);
+  app.add_option("--initial-state", c.initial_state, "start from tensor 'psi0' of this safetensors file")->check(bench::kPath);
+  app.add_option("--save-state", c.save_state, "write 'psi0' and 'psi' (after --steps steps)")->check(bench::kPath);
   app.add_option("--save-steps", c.save_steps, "also write 'psi.<k>' after these steps k (comma-separated)")
       ->delimiter(',');
   app.add_option("--reference-state", c.reference_state,
-                 "compare 'psi' (and any 'psi.<k>') of this file, from the same start, with ours");
-  app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here");
-  app.add_option("--density-png", c.density_png, "write the final density sum_c |psi_c|^2 per cell as a PNG");
+                 "compare 'psi' (and any 'psi.<k>') of this file, from the same start, with ours")->check(bench::kPath);
+  app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here")->check(bench::kPath);
+  app.add_option("--density-png", c.density_png, "write the final density sum_c |psi_c|^2 per cell as a PNG")->check(bench::kPath);
   app.add_option("--density-colormap", c.density_colormap, "heat | gray")->check(CLI::IsMember({"heat", "gray"}));
   app.add_flag("--pin,!--no-pin", c.pin, "pin threads to distinct CPUs (default on)");
   app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs, "--device cuda: replay each step as one CUDA graph (not yet available on the generic core: refused)");

@@ -98,6 +98,14 @@ with tempfile.TemporaryDirectory() as tmp:
         p = run(TINY + ["--json", os.path.join(tmp, "same.json"), "--save-init", os.path.join(tmp, "same.json")])
         check(p.returncode != 0 and "one would overwrite the other" in p.stderr, "two outputs on one file accepted", p)
 
+    # 3e. --threads beyond the machine's: the report names the threads that ran (it said 999).
+    t999 = os.path.join(tmp, "t999.json")
+    p = run(TINY + ["--threads", "999", "--json", t999])
+    check(p.returncode == 0, "--threads 999 failed", p)
+    if os.path.exists(t999):
+        n = json.load(open(t999))["device"]["threads"]
+        check(1 <= n <= (os.cpu_count() or 1), f"--threads 999 reported {n} threads on {os.cpu_count()} CPUs")
+
     # 3d. A rejected command line replaces the previous report with an error report of this run (it used to
     # leave the earlier success in place); a file that is not a ferrite report is not touched; non-finite
     # numbers are refused up front (--weight-decay nan silently became the default).
@@ -142,7 +150,8 @@ with tempfile.TemporaryDirectory() as tmp:
         (["--no-such-flag"], "no-such-flag"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--cuda-graphs"], "--cuda-graphs needs --device cuda"),  # asked for on the CPU: refused, not ignored
-        (["--init-from", wnan], "non-finite"),  # a NaN weight used to "train" to a NaN loss and exit 0
+        (["--init-from", wnan], "non-finite"),
+        (["--json", ""], "must not be empty"),  # used to write nothing and exit 0  # a NaN weight used to "train" to a NaN loss and exit 0
         (["--init-from", os.path.join(tmp, "missing.safetensors")], "missing.safetensors"),
         (["--init-from", d], "unexpected 'train_images'"),  # the data file is not a weights file
         (["--dataset", "fashion-mnist", "--data-dir", os.path.join(tmp, "nowhere")], "nowhere"),

@@ -212,6 +212,8 @@ with tempfile.TemporaryDirectory() as tmp:
     if check(os.path.exists(path("inf.json")), "--gamma inf: no error report"):
         validate(path("inf.json"))
 
+    expect_error(TINY + ["--save-state", ""], "must not be empty")
+
     # 6. A grid that is not a multiple of 4.
     expect_error(tiny(grid="18"), "multiple of 4", "invalid_argument", path("grid.json"))
 

@@ -1,6 +1,7 @@
 #pragma once
 // Thread control for the CPU backend. All CPU kernels run on TBB; their results never depend on the
 // thread count (work is split over outputs, never over a reduction's order).
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <thread>
@@ -21,8 +22,10 @@ namespace ferrite::cpu {
 // Caps the threads TBB may use while this object lives. threads <= 0 means all hardware threads.
 class ThreadLimit {
  public:
+  // More threads than the process may run on are not created by TBB's default arena: the limit (and
+  // what reports say) is the number that will actually run (--threads 999 once reported 999).
   explicit ThreadLimit(int threads)
-      : threads_(threads > 0 ? threads : default_threads()),
+      : threads_(threads > 0 ? std::min(threads, default_threads()) : default_threads()),
         control_(std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                        static_cast<std::size_t>(threads_))) {}
   int threads() const noexcept { return threads_; }
