@@ -9,8 +9,11 @@
 // - A rejected command line still answers --json: when it names a fresh path or an earlier
 //   ferrite-bench report, that report is replaced by an error report of this run, so a failed run never
 //   leaves the previous run's success in place. Any other existing file is left alone.
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>

@@ -108,6 +108,7 @@ inline Result<OutputTarget> resolve_output(const std::filesystem::path& path, st
       break;
     default:
       if (ec && ec.value() == ELOOP) return refuse("too many levels of symbolic links");
+      if (ec) return refuse(ec.message());  // e.g. "Permission denied" on a directory of the path
       return refuse("it is not a regular file");
   }
   if (ec && ec.value() == ELOOP) return refuse("too many levels of symbolic links");
