@@ -327,7 +327,7 @@ int main(int argc, char** argv) {
       }))
     return *exit;
   // Graph replay is the default on CUDA: its losses and weights are bit-identical to eager launches
-  // (tests/train/test_train_devices.cpp) and a batch-32 step took 60 us instead of 140 (H200,
+  // (tests/train/test_train_devices.cpp) and a batch-32 step took 60 us instead of 149 (p50, H200,
   // docs/results/nvidia-h200). Asked for explicitly on the CPU, it is refused in run().
   if (graphs->count() == 0) {
     const auto d = Device::parse(c.device);
