@@ -9,7 +9,6 @@
 // - A rejected command line still answers --json: when it names a fresh path or an earlier
 //   ferrite-bench report, that report is replaced by an error report of this run, so a failed run never
 //   leaves the previous run's success in place. Any other existing file is left alone.
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -30,7 +29,6 @@ namespace ferrite::bench {
 
 inline const CLI::Validator kFinite(
     [](std::string& text) -> std::string {
-      errno = 0;
       char* end = nullptr;
       const double v = std::strtod(text.c_str(), &end);
       if (end == text.c_str()) return {};  // not a number: the option's own conversion reports it

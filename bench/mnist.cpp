@@ -335,9 +335,7 @@ int main(int argc, char** argv) {
   }
 
   {  // A report over an input (or another output) would destroy it: refuse before writing anything.
-    std::vector<bench::NamedPath> outputs{{"--json", c.json_path}};
-    for (auto& o : output_paths(c)) outputs.push_back(o);
-    if (const Status s = bench::check_output_paths("bench/mnist", input_paths(c), outputs, /*first_only=*/true); !s.ok()) {
+    if (const Status s = bench::check_report_path("bench/mnist", c.json_path, input_paths(c), output_paths(c)); !s.ok()) {
       std::fprintf(stderr, "mnist: error: %s\n", s.error().to_string().c_str());
       return 1;
     }

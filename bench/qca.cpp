@@ -123,9 +123,7 @@ Status load_law(models::QcaUnet& law, const std::string& path) {
                             std::to_string(law.d_state()) + " --hidden " + std::to_string(law.hidden()),
                         first->shape().to_string());
   }
-  FE_TRY(law.load(file, path));
-  for (const auto& p : law.parameters()) FE_TRY(check_finite(*p.value, op, path + ": '" + p.name + "'"));
-  return {};
+  return law.load(file, path);  // nn::load_parameters: names, shapes and finite values
 }
 
 // A reference trajectory: {k: psi after k steps}, from 'psi' (k = steps) and any 'psi.<k>' (1 <= k <= steps).
@@ -478,9 +476,7 @@ int main(int argc, char** argv) {
     return *exit;
 
   {  // A report over an input (or another output) would destroy it: refuse before writing anything.
-    std::vector<bench::NamedPath> outputs{{"--json", c.json_path}};
-    for (auto& o : output_paths(c)) outputs.push_back(o);
-    if (const Status s = bench::check_output_paths("bench/qca", input_paths(c), outputs, /*first_only=*/true); !s.ok()) {
+    if (const Status s = bench::check_report_path("bench/qca", c.json_path, input_paths(c), output_paths(c)); !s.ok()) {
       std::fprintf(stderr, "qca: error: %s\n", s.error().to_string().c_str());
       return 1;
     }

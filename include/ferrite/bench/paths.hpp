@@ -6,13 +6,13 @@
 //   FE_TRY(bench::check_output_paths("qca", {{"--weights", c.weights}}, {{"--json", c.json_path}}));
 //
 // Special files (/dev/null, FIFOs) are exempt: two outputs may both go to /dev/null.
-#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
+#include "ferrite/core/macros.hpp"
 #include "ferrite/core/result.hpp"
 
 namespace ferrite::bench {
@@ -42,26 +42,40 @@ inline bool is_special_file(const std::string& p) {
   return !ec && (type == std::filesystem::file_type::character || type == std::filesystem::file_type::fifo);
 }
 
-// first_only: check outputs[0] alone (against the inputs and the other outputs), e.g. the JSON report,
-// whose conflicts must be refused before a report is written.
-inline Status check_output_paths(std::string_view program, const std::vector<NamedPath>& inputs,
-                                 const std::vector<NamedPath>& outputs, bool first_only = false) {
-  const std::string op(program);
-  for (std::size_t k = 0; k < (first_only ? std::min<std::size_t>(1, outputs.size()) : outputs.size()); ++k) {
-    const NamedPath& out = outputs[k];
-    if (out.path.empty() || is_special_file(out.path)) continue;
-    for (const NamedPath& in : inputs)
-      if (!in.path.empty() && same_file(out.path, in.path))
-        return make_error(ErrorCode::invalid_argument, op,
-                          std::string(out.flag) + " '" + out.path + "' is the same file as " + std::string(in.flag) +
-                              " '" + in.path + "': refusing to overwrite an input; nothing was read or written");
-    for (std::size_t j = k + 1; j < outputs.size(); ++j)
-      if (!outputs[j].path.empty() && same_file(out.path, outputs[j].path))
-        return make_error(ErrorCode::invalid_argument, op,
-                          std::string(out.flag) + " and " + std::string(outputs[j].flag) + " both name '" + out.path +
-                              "': one would overwrite the other; nothing was read or written");
-  }
+namespace detail {
+// outputs[k] against every input and every later output.
+inline Status check_output(const std::string& op, const std::vector<NamedPath>& inputs,
+                           const std::vector<NamedPath>& outputs, std::size_t k) {
+  const NamedPath& out = outputs[k];
+  if (out.path.empty() || is_special_file(out.path)) return ok_status();
+  for (const NamedPath& in : inputs)
+    if (!in.path.empty() && same_file(out.path, in.path))
+      return make_error(ErrorCode::invalid_argument, op,
+                        std::string(out.flag) + " '" + out.path + "' is the same file as " + std::string(in.flag) +
+                            " '" + in.path + "': refusing to overwrite an input; nothing was read or written");
+  for (std::size_t j = k + 1; j < outputs.size(); ++j)
+    if (!outputs[j].path.empty() && same_file(out.path, outputs[j].path))
+      return make_error(ErrorCode::invalid_argument, op,
+                        std::string(out.flag) + " and " + std::string(outputs[j].flag) + " both name '" + out.path +
+                            "': one would overwrite the other; nothing was read or written");
   return ok_status();
+}
+}  // namespace detail
+
+inline Status check_output_paths(std::string_view program, const std::vector<NamedPath>& inputs,
+                                 const std::vector<NamedPath>& outputs) {
+  const std::string op(program);
+  for (std::size_t k = 0; k < outputs.size(); ++k) FE_TRY(detail::check_output(op, inputs, outputs, k));
+  return ok_status();
+}
+
+// The JSON report's path alone, against the inputs and the other outputs: checked before any report
+// is written (an error report over an input would destroy it as surely as a success).
+inline Status check_report_path(std::string_view program, const std::string& json_path,
+                                const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs) {
+  std::vector<NamedPath> all{{"--json", json_path}};
+  all.insert(all.end(), outputs.begin(), outputs.end());
+  return detail::check_output(std::string(program), inputs, all, 0);
 }
 
 }  // namespace ferrite::bench

@@ -177,10 +177,6 @@ struct RunSections {
   std::vector<std::string> summary;
 };
 
-// The common end of a benchmark's main(): fills `report` from the run (or turns it into an error
-// report, with a device object naming `device`, unavailable), prints the summary to stdout or
-// "<program>: error: ..." to stderr, writes the JSON if `json_path` is set, and returns the exit
-// status: 0 on success, 1 if the run or the write failed.
 // Runs a benchmark's body and turns an exception that escapes it — std::bad_alloc from an absurd size
 // flag, anything a dependency throws — into an error, so that every failure reaches the JSON report
 // and the exit status instead of std::terminate (an abort with no report).
@@ -200,6 +196,10 @@ Result<RunSections> run_guarded(std::string_view program, Body&& body) noexcept 
   }
 }
 
+// The common end of a benchmark's main(): fills `report` from the run (or turns it into an error
+// report, with a device object naming `device`, unavailable), prints the summary to stdout or
+// "<program>: error: ..." to stderr, writes the JSON if `json_path` is set, and returns the exit
+// status: 0 on success, 1 if the run or the write failed.
 inline int finish_report(std::string_view program, json report, const Result<RunSections>& result, const Device& device,
                          int threads, const std::string& json_path) {
   int status = 0;

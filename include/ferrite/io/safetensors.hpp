@@ -161,7 +161,6 @@ inline DType loaded_dtype(DType file_dtype) {
   return file_dtype == DType::i32 || file_dtype == DType::i64 ? file_dtype : DType::f32;
 }
 
-// A short rendering of a JSON value for error messages.
 // A value as it appears in a message: at most ~60 characters, whatever its size. Rendered piece by
 // piece with a budget, never dumped whole: a huge array or string in a hostile header costs no more
 // than a short one (the header's nesting depth is bounded before parsing, see kSafetensorsMaxDepth).
