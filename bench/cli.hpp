@@ -9,6 +9,8 @@
 // - A rejected command line still answers --json: when it names a fresh path or an earlier
 //   ferrite-bench report, that report is replaced by an error report of this run, so a failed run never
 //   leaves the previous run's success in place. Any other existing file is left alone.
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +42,23 @@ inline const CLI::Validator kFinite(
 inline const CLI::Validator kPath(
     [](std::string& text) -> std::string { return text.empty() ? "must not be empty (omit the flag instead)" : ""; },
     "PATH");
+
+// A seed is a decimal integer in [0, 2^64 - 1]: "-1" and "18446744073709551616" used to wrap silently
+// into other seeds (a run labelled with one seed that used another).
+inline const CLI::Validator kSeed(
+    [](std::string& text) -> std::string {
+      const std::string bad = "must be a decimal integer in [0, 18446744073709551615], got " + text;
+      if (text.empty() || text.size() > 20 || !std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+        return bad;
+      errno = 0;
+      (void)std::strtoull(text.c_str(), nullptr, 10);
+      return errno == ERANGE ? bad : std::string{};
+    },
+    "SEED");
+
+// --threads above this is refused as a typo; below it, more threads than the CPUs allowed are clamped
+// (cpu::ThreadLimit) and the report names the threads that ran.
+inline constexpr int kMaxThreadsFlag = 4096;
 
 namespace detail {
 // The value of --json in argv ("--json X" or "--json=X"), or empty.

@@ -43,6 +43,12 @@ using json = nlohmann::json;
 
 namespace {
 
+// Bounds of the size flags (CLI11 names the bound when a value is outside it). Far above any real
+// run; they exist so that no product of flags can overflow the size arithmetic downstream.
+constexpr std::int64_t kMaxBatch = std::int64_t{1} << 20;
+constexpr std::int64_t kMaxEpochs = 1'000'000;
+constexpr std::int64_t kMaxExtraSteps = 1'000'000;  // --warmup-steps, --profile
+
 struct Config {
   std::string dataset = "synthetic";
   std::string data_dir = data::kFashionMnistDir;
@@ -104,14 +110,9 @@ Result<std::pair<data::Dataset, data::Dataset>> load_data(const Config& c) {
     FE_TRY_ASSIGN(auto test, data::make_synthetic(c.test_samples > 0 ? c.test_samples : 1000, c.seed, data::Split::test));
     return std::pair{std::move(train), std::move(test)};
   }
-  FE_TRY_ASSIGN(auto train, data::load_fashion_mnist(data::Split::train, c.data_dir));
-  FE_TRY_ASSIGN(auto test, data::load_fashion_mnist(data::Split::test, c.data_dir));
-  if (c.samples > 0 && c.samples < train.size()) {
-    FE_TRY_ASSIGN(train, train.slice(0, c.samples));
-  }
-  if (c.test_samples > 0 && c.test_samples < test.size()) {
-    FE_TRY_ASSIGN(test, test.slice(0, c.test_samples));
-  }
+  // Only the samples asked for are read (a small gzip file can declare a million images).
+  FE_TRY_ASSIGN(auto train, data::load_fashion_mnist(data::Split::train, c.data_dir, {c.samples}));
+  FE_TRY_ASSIGN(auto test, data::load_fashion_mnist(data::Split::test, c.data_dir, {c.test_samples}));
   return std::pair{std::move(train), std::move(test)};
 }
 
@@ -132,11 +133,17 @@ Status export_data(const std::string& path, const Config& c, const data::Dataset
                                {"layout", "batch b of epoch e = batch_order[e, b*batch:(b+1)*batch]"}});
 }
 
+// The epochs that `steps` steps span (no product of flags: warmup_steps * batch once overflowed).
+std::int64_t epochs_spanning(std::int64_t steps, std::int64_t train_size, std::int64_t batch) {
+  const std::int64_t batches = std::max<std::int64_t>(data::num_batches(train_size, batch), 1);
+  return std::max<std::int64_t>(1, steps / batches + (steps % batches != 0));
+}
+
 // Warm-up: a few real steps (page faults, TBB threads, caches, cuBLAS kernels), then back to the
 // initial weights and a fresh optimizer, so the timed run starts exactly where PyTorch's does.
 train::TrainOptions warmup_options(const Config& c, std::int64_t train_size) {
-  return {c.batch, 1 + c.warmup_steps * c.batch / std::max<std::int64_t>(train_size, 1), c.seed ^ 0x5eedull,
-          c.warmup_steps, c.cuda_graphs};
+  return {c.batch, epochs_spanning(c.warmup_steps, train_size, c.batch), c.seed ^ 0x5eedull, c.warmup_steps,
+          c.cuda_graphs};
 }
 
 // Every file the run reads (the weights, the Fashion-MNIST files) and every file it writes but the
@@ -212,8 +219,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
     FE_TRY_ASSIGN(auto prof_opt, optim::make_optimizer(params, opt, &store));
     // As many epochs as the steps asked for need, and the per-step figures divided by the steps that
     // ran (one epoch of the default set has 32 batches: --profile 50 once divided 32 steps' time by 50).
-    const std::int64_t batches = data::num_batches(train.size(), c.batch);
-    const std::int64_t epochs = (c.profile_steps + batches - 1) / batches;
+    const std::int64_t epochs = epochs_spanning(c.profile_steps, train.size(), c.batch);
     FE_TRY_ASSIGN(const train::TrainHistory profiled,
                   train::train_classifier(ctx, model, *prof_opt, train, {c.batch, epochs, c.seed, c.profile_steps}));
     ctx.set_profiler(nullptr);
@@ -294,19 +300,19 @@ int main(int argc, char** argv) {
   CLI::App app{"ferrite bench/mnist: train the MLP 784-128-64-10 and report speed and quality as JSON"};
   app.add_option("--dataset", c.dataset, "synthetic | fashion-mnist")->check(CLI::IsMember({"synthetic", "fashion-mnist"}));
   app.add_option("--data-dir", c.data_dir, "Fashion-MNIST IDX directory (Debian package dataset-fashion-mnist)")->check(bench::kPath);
-  app.add_option("--samples", c.samples, "training samples (0 = whole set; synthetic default 1000)")->check(CLI::NonNegativeNumber);
-  app.add_option("--test-samples", c.test_samples, "held-out samples (0 = whole set)")->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", c.batch, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--epochs", c.epochs, "epochs")->check(CLI::PositiveNumber);
+  app.add_option("--samples", c.samples, "training samples (0 = whole set; synthetic default 1000)")->check(CLI::Range(std::int64_t{0}, data::kMaxDatasetSize));
+  app.add_option("--test-samples", c.test_samples, "held-out samples (0 = whole set)")->check(CLI::Range(std::int64_t{0}, data::kMaxDatasetSize));
+  app.add_option("--batch", c.batch, "batch size")->check(CLI::Range(std::int64_t{1}, kMaxBatch));
+  app.add_option("--epochs", c.epochs, "epochs")->check(CLI::Range(std::int64_t{1}, kMaxEpochs));
   app.add_option("--lr", c.lr, "learning rate")->check(CLI::PositiveNumber & bench::kFinite);
   app.add_option("--optimizer", c.optimizer, "adam | adamw | sgd")->check(CLI::IsMember({"adam", "adamw", "sgd"}));
   app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0) & bench::kFinite);
   app.add_option("--weight-decay", c.weight_decay, "weight decay (default: the optimizer's PyTorch default)")->check(bench::kFinite);
-  app.add_option("--seed", c.seed, "seed for initialization, data and batch order");
-  app.add_option("--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", c.seed, "seed for initialization, data and batch order")->check(bench::kSeed);
+  app.add_option("--threads", c.threads, "CPU threads (0 = all; more than the CPUs allowed are clamped)")->check(CLI::Range(0, bench::kMaxThreadsFlag));
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
-  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before training (weights are restored after)")->check(CLI::NonNegativeNumber);
-  app.add_option("--eval-batch", c.eval_batch, "batch size for evaluation")->check(CLI::PositiveNumber);
+  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before training (weights are restored after)")->check(CLI::Range(std::int64_t{0}, kMaxExtraSteps));
+  app.add_option("--eval-batch", c.eval_batch, "batch size for evaluation")->check(CLI::Range(std::int64_t{1}, kMaxBatch));
   app.add_option("--json", c.json_path, "write the ferrite-bench/1 JSON report here")->check(bench::kPath);
   app.add_option("--save-init", c.save_init, "write the initial weights (safetensors, PyTorch names)")->check(bench::kPath);
   app.add_option("--init-from", c.init_from, "start from these weights (safetensors, PyTorch names)")->check(bench::kPath);
@@ -316,7 +322,7 @@ int main(int argc, char** argv) {
   CLI::Option* graphs = app.add_flag("--cuda-graphs,!--no-cuda-graphs", c.cuda_graphs,
                                      "--device cuda: run each full-batch step as one CUDA graph launch, captured after one "
                                      "eager step (default: on with --device cuda; --no-cuda-graphs for eager launches)");
-  app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many extra steps (extra.profile)")->check(CLI::NonNegativeNumber);
+  app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many extra steps (extra.profile)")->check(CLI::Range(std::int64_t{0}, kMaxExtraSteps));
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
   // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
   if (const auto exit = bench::parse_or_report(app, argc, argv, "mnist", [&] {

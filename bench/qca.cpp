@@ -52,6 +52,14 @@ using json = nlohmann::json;
 
 namespace {
 
+// Bounds of the size flags (CLI11 names the bound when a value is outside it). Far above any real
+// run (a 16384^2 lattice of 1024 components is 2 TiB); they exist so that no product of flags can
+// overflow the size arithmetic downstream (--grid 2^32 once wrapped the state's element count).
+constexpr std::int64_t kMaxGrid = 16384;
+constexpr std::int64_t kMaxDState = 1024;
+constexpr std::int64_t kMaxHidden = 4096;
+constexpr std::int64_t kMaxSteps = 10'000'000;  // --steps, --warmup-steps, --profile (a timing per step)
+
 struct Config {
   std::int64_t grid = 128;
   std::int64_t d_state = 8;
@@ -265,7 +273,12 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   } else {
     FE_TRY_ASSIGN(psi0, load_tensor(c.initial_state, "psi0", "qca --initial-state"));
     FE_TRY(models::check_qca_state(psi0, c.d_state, "qca --initial-state"));
-    if (psi0.dim(0) != 1 || psi0.dim(1) != c.grid || psi0.dim(2) != c.grid)
+    if (psi0.dim(0) != 1)  // (once reported as a grid mismatch)
+      return make_error(ErrorCode::shape_mismatch, "qca --initial-state",
+                        "the state holds a batch of " + std::to_string(psi0.dim(0)) +
+                            " lattices; bench/qca steps one ([1, grid, grid, d_state, 2])",
+                        psi0.describe());
+    if (psi0.dim(1) != c.grid || psi0.dim(2) != c.grid)
       return make_error(ErrorCode::shape_mismatch, "qca --initial-state",
                         "the state's grid differs from --grid " + std::to_string(c.grid), psi0.describe());
   }
@@ -434,17 +447,17 @@ Result<bench::RunSections> run(const Config& c, int threads) {
 int main(int argc, char** argv) {
   Config c;
   CLI::App app{"ferrite bench/qca: time the QCA U-Net law step and report speed and accuracy as JSON"};
-  app.add_option("--grid", c.grid, "lattice side (H = W, multiple of 4)")->check(CLI::PositiveNumber);
-  app.add_option("--d-state", c.d_state, "complex components per cell")->check(CLI::PositiveNumber);
-  app.add_option("--hidden", c.hidden, "U-Net base width h")->check(CLI::PositiveNumber);
+  app.add_option("--grid", c.grid, "lattice side (H = W, multiple of 4)")->check(CLI::Range(std::int64_t{1}, kMaxGrid));
+  app.add_option("--d-state", c.d_state, "complex components per cell")->check(CLI::Range(std::int64_t{1}, kMaxDState));
+  app.add_option("--hidden", c.hidden, "U-Net base width h")->check(CLI::Range(std::int64_t{1}, kMaxHidden));
   app.add_option("--law", c.law, "unet | unet-unitary")->check(CLI::IsMember({"unet", "unet-unitary"}));
   app.add_option("--gamma", c.gamma, "decay per step")->check(bench::kFinite);
-  app.add_option("--steps", c.steps, "timed steps")->check(CLI::PositiveNumber);
-  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state; on the GPU at least 2)")->check(CLI::NonNegativeNumber);
+  app.add_option("--steps", c.steps, "timed steps")->check(CLI::Range(std::int64_t{1}, kMaxSteps));
+  app.add_option("--warmup-steps", c.warmup_steps, "untimed steps before (on a copy of the state; on the GPU at least 2)")->check(CLI::Range(std::int64_t{0}, kMaxSteps));
   app.add_option("--init", c.init, "complex_noise | random")->check(CLI::IsMember({"complex_noise", "random"}));
-  app.add_option("--seed", c.seed, "seed for weights and initial state");
+  app.add_option("--seed", c.seed, "seed for weights and initial state")->check(bench::kSeed);
   app.add_option("--device", c.device, "cpu | cuda | cuda:N");
-  app.add_option("--threads", c.threads, "CPU threads (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", c.threads, "CPU threads (0 = all; more than the CPUs allowed are clamped)")->check(CLI::Range(0, bench::kMaxThreadsFlag));
   app.add_option("--weights", c.weights, "load the law (safetensors, PyTorch state_dict names)")->check(bench::kPath);
   app.add_flag("--small-outc,!--no-small-outc", c.small_outc, "default init with outc.weight ~ N(0, 1e-5^2) (Aetheria's; default on)");
   app.add_option("--save-weights", c.save_weights, "write the law's weights (safetensors)")->check(bench::kPath);
@@ -462,7 +475,7 @@ int main(int argc, char** argv) {
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the SGEMMs (default off: FP32)");
   app.add_option("--profile", c.profile_steps,
                  "after warm-up, time every op over this many extra untimed steps (extra.profile; any device)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(std::int64_t{0}, kMaxSteps));
   app.add_option("--gpu-conv", c.gpu_conv,
                  "--device cuda: 3x3 convolutions as winograd (default) or im2col")
       ->check(CLI::IsMember({"winograd", "im2col"}));

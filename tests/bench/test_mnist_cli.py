@@ -4,12 +4,14 @@
 usage: test_mnist_cli.py MNIST_EXE VALIDATE_JSON_PY
 Each case runs the real program; JSON output is validated against the ferrite-bench/1 schema.
 """
+import gzip
 import json
 import os
 import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 MNIST, VALIDATE = sys.argv[1], sys.argv[2]
 TINY = ["--samples", "200", "--test-samples", "100", "--epochs", "2", "--batch", "16",
@@ -137,6 +139,54 @@ with tempfile.TemporaryDirectory() as tmp:
         check("cpu" in doc["available_devices"], "error JSON lacks available_devices")
     else:
         check(False, "no JSON written for the device error")
+
+    # 3f. Decompression amplification (issue 16, item 8): a ~760 KB gzip file of a million blank images
+    # made `--samples 100` use 3.1 GB (the whole set was widened to f32, then sliced). Only the samples
+    # asked for are read now: the peak memory is that of a tiny run.
+    hostile = os.path.join(tmp, "hostile")
+    os.makedirs(hostile)
+    n_images = 1_000_000
+    with open(os.path.join(hostile, "train-images-idx3-ubyte.gz"), "wb") as f:
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip wrapper
+        f.write(z.compress(struct.pack(">IIII", 0x803, n_images, 28, 28)))
+        blank = bytes(784 * 10_000)
+        for _ in range(n_images // 10_000):
+            f.write(z.compress(blank))
+        f.write(z.flush())
+    with open(os.path.join(hostile, "train-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(gzip.compress(struct.pack(">II", 0x801, n_images) + bytes(n_images)))
+    with open(os.path.join(hostile, "t10k-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(gzip.compress(struct.pack(">IIII", 0x803, 100, 28, 28) + bytes(78_400)))
+    with open(os.path.join(hostile, "t10k-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(gzip.compress(struct.pack(">II", 0x801, 100) + bytes(100)))
+    hj = os.path.join(tmp, "hostile.json")
+    p = run(["--dataset", "fashion-mnist", "--data-dir", hostile, "--samples", "100", "--test-samples", "100",
+             "--epochs", "1", "--warmup-steps", "0", "--quiet", "--json", hj])
+    check(p.returncode == 0, "--samples 100 of a million-image file failed", p)
+    if p.returncode == 0:
+        peak = json.load(open(hj))["metrics"]["peak_memory_mb"]["host"]
+        check(peak < 400, f"--samples 100 of a million-image gzip peaked at {peak} MiB (whole set inflated?)", p)
+
+    # 3g. Size flags are bounded and the message names the bound; seeds do not wrap (--seed -1 was
+    # 2^64 - 1, --seed 2^64 was 0); a summary that cannot be written is an error (it exited 0).
+    for args, needle in [(["--batch", "99999999999"], "not in range 1 to 1048576"),
+                         (["--epochs", "10000000"], "not in range 1 to 1000000"),
+                         (["--warmup-steps", "9223372036854775807"], "not in range 0 to 1000000"),
+                         (["--samples", "4294967296"], "not in range 0 to 2147483647"),
+                         (["--seed", "-1"], "must be a decimal integer in [0, 18446744073709551615]"),
+                         (["--seed", "18446744073709551616"], "must be a decimal integer"),
+                         (["--seed", "0x10"], "must be a decimal integer")]:
+        bj = os.path.join(tmp, "bound.json")
+        p = run(TINY + args + ["--json", bj])
+        check(p.returncode != 0, f"{args} exited 0", p)
+        check(needle in p.stderr + p.stdout, f"{args}: message does not mention {needle!r}", p)
+        check(os.path.exists(bj) and json.load(open(bj))["status"] == "error", f"{args}: no error report", p)
+    p = run(TINY + ["--seed", "18446744073709551615"])
+    check(p.returncode == 0, "the largest seed was refused", p)
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([MNIST, *TINY], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    check(p.returncode == 1 and "cannot write the summary to standard output" in p.stderr,
+          f"stdout on a full device: exit {p.returncode}, stderr {p.stderr[-300:]!r}")
 
     # 5. Bad input: each exits non-zero with a message naming the problem.
     wnan = os.path.join(tmp, "wnan.safetensors")

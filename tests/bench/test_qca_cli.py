@@ -184,15 +184,28 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_error(TINY + ["--reference-state", path("g8.safetensors")], "same --grid")
     expect_error(TINY + ["--initial-state", w], "no tensor named 'psi0'")
     expect_error(tiny(grid="32") + ["--initial-state", s], "differs from --grid 32")
+    write_safetensors(path("b2.safetensors"), {"psi0": ([2, 16, 16, 4, 2], [0.5] * (2 * n))})
+    expect_error(TINY + ["--initial-state", path("b2.safetensors")], "holds a batch of 2")  # was "differs from --grid"
     weights_nan = bytearray(open(w, "rb").read())
     weights_nan[-4:] = struct.pack("<f", float("nan"))  # the last tensor's last element
     open(path("wnan.safetensors"), "wb").write(weights_nan)
     expect_error(TINY + ["--weights", path("wnan.safetensors")], "non-finite")
 
-    # 5b. A size no machine can hold: an error report and exit 1, not std::terminate (it used to abort
-    # in std::bad_alloc with no JSON).
-    p = expect_error(tiny(steps="1000000000000"), "out of host memory", "out_of_memory", path("huge.json"))
-    check(p.returncode == 1, f"--steps 1e12 exited {p.returncode}, expected 1 (an abort is -6)", p)
+    # 5b. Size flags are bounded, the bound in the message (--steps 1e12 used to abort in std::bad_alloc
+    # with no JSON; --grid 2^32 wrapped the state's element count). Within the bounds, a size no machine
+    # can hold (a 2 TiB state) is an out_of_memory report and exit 1.
+    expect_error(tiny(steps="1000000000000"), "not in range 1 to 10000000", "invalid_argument", path("huge.json"))
+    expect_error(tiny(grid="4294967296"), "not in range 1 to 16384")
+    expect_error(tiny(hidden="100000"), "not in range 1 to 4096")
+    expect_error(tiny(d_state="4096"), "not in range 1 to 1024")
+    expect_error(TINY + ["--seed", "-1"], "must be a decimal integer")
+    p = expect_error(["--grid", "16384", "--d-state", "1024", "--steps", "1", "--warmup-steps", "0"],
+                     "could not allocate", "out_of_memory", path("oom.json"))
+    check(p.returncode == 1, f"a 2 TiB state exited {p.returncode}, expected 1 (an abort is -6)", p)
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([QCA, *TINY], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    check(p.returncode == 1 and "cannot write the summary to standard output" in p.stderr,
+          f"stdout on a full device: exit {p.returncode}, stderr {p.stderr[-300:]!r}")
 
     # 5c. An output naming an input is refused and the input kept (--density-png over --weights,
     # --save-state over --initial-state used to destroy them).

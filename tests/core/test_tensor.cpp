@@ -54,6 +54,38 @@ TEST(Tensor, FromDataChecksCount) {
   EXPECT_EQ(t.data<float>()[2], 3.0f);
 }
 
+// Issue 16, item 3: sizes that overflow 64 bits used to wrap (2^32 x 2^32 elements -> 0 bytes, a
+// "successful" empty block that kernels then wrote through).
+TEST(Tensor, SizeOverflowIsAnErrorNotAWrappedAllocation) {
+  constexpr std::int64_t k2to32 = std::int64_t{1} << 32;
+  EXPECT_FALSE((Shape{k2to32, k2to32}).checked_numel().has_value());
+  EXPECT_FALSE((Shape{3, -1}).checked_numel().has_value());
+  EXPECT_EQ((Shape{k2to32, 4}).checked_numel(), std::optional<std::int64_t>(k2to32 * 4));
+
+  auto wrapped = Tensor::empty({k2to32, k2to32});
+  ASSERT_FALSE(wrapped.ok());
+  EXPECT_EQ(wrapped.error().code, ErrorCode::invalid_argument);
+  EXPECT_NE(wrapped.error().to_string().find("overflows"), std::string::npos) << wrapped.error().to_string();
+  EXPECT_NE(wrapped.error().to_string().find("[4294967296, 4294967296]"), std::string::npos);
+  // Elements fit in int64, bytes do not (2^61 f32 elements = 2^63 bytes).
+  EXPECT_FALSE(Tensor::empty({std::int64_t{1} << 61}).ok());
+  EXPECT_FALSE(Tensor::zeros({-2, 3}).ok());
+
+  // A reshape into a wrapping shape once compared equal counts (0 == 0) and succeeded.
+  auto none = Tensor::empty({0}).value();
+  auto r = std::move(none).reshape({k2to32, k2to32, 0, k2to32});
+  EXPECT_TRUE(r.ok());  // a true zero: 0 elements whatever the other dimensions
+  auto none2 = Tensor::empty({0}).value();
+  EXPECT_FALSE(std::move(none2).reshape({k2to32, k2to32, k2to32}).ok());
+
+  // alias: offset + size must fit in the base without wrapping.
+  auto base = Tensor::zeros({16}).value();
+  EXPECT_FALSE(Tensor::alias(base, 8, {k2to32, k2to32}, DType::f32).ok());
+  EXPECT_FALSE(Tensor::alias(base, ~std::size_t{0} - 4, {2}, DType::f32).ok());
+  EXPECT_TRUE(Tensor::alias(base, 32, {8}, DType::f32).ok());
+  EXPECT_FALSE(Tensor::alias(base, 36, {8}, DType::f32).ok());
+}
+
 TEST(Device, ParseAndAvailability) {
   EXPECT_EQ(Device::parse("cpu").value(), Device::cpu());
   EXPECT_EQ(Device::parse("cuda:1").value(), Device::cuda(1));

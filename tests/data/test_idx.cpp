@@ -257,6 +257,57 @@ TEST_F(IdxFiles, GunzippedFashionMnistNamesAreFound) {
   EXPECT_EQ(r->name, "fashion-mnist/test");
 }
 
+// Issue 16, item 8: a small gzip file can declare a huge payload (deflate reaches ~1032:1 on blank
+// images). max_samples reads a prefix only; max_payload_bytes bounds what is inflated at all.
+TEST_F(IdxFiles, PrefixLoadReadsOnlyTheSamplesAskedFor) {
+  // 200,000 blank 28x28 images: a ~150 KB gzip file that inflates to 157 MB (627 MB as f32).
+  constexpr std::uint32_t kCount = 200'000;
+  const fs::path images = dir_ / "blank-images.gz";
+  {
+    gzFile f = gzopen(images.c_str(), "wb9");
+    ASSERT_NE(f, nullptr);
+    Bytes header;
+    for (std::uint32_t v : {kIdxImagesMagic, kCount, 28u, 28u}) put_be32(header, v);
+    ASSERT_EQ(gzwrite(f, header.data(), 16), 16);
+    const Bytes zeros(784 * 1000, 0);
+    for (std::uint32_t i = 0; i < kCount / 1000; ++i)
+      ASSERT_EQ(gzwrite(f, zeros.data(), static_cast<unsigned>(zeros.size())), static_cast<int>(zeros.size()));
+    gzclose(f);
+  }
+  ASSERT_LT(fs::file_size(images), 400'000u);
+  const fs::path labels = write_gz("blank-labels.gz", labels_bytes(kCount, Bytes(kCount, 3)));
+
+  auto r = load_idx(images, labels, 10, {.max_samples = 100});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->images.shape(), (Shape{100, 784}));  // 313 KB, not 627 MB
+  EXPECT_EQ(r->labels.shape(), (Shape{100}));
+  EXPECT_EQ(r->label_data()[99], 3);
+  EXPECT_EQ(r->name, "blank-images.gz[0:100]");
+
+  // The whole file is over a 100 MB bound: refused before anything is allocated, naming the bound.
+  expect_error(load_idx(images, labels, 10, {.max_payload_bytes = 100'000'000}), ErrorCode::invalid_argument,
+               {"would inflate 156800000 bytes", "limit of 100000000", "ask for fewer samples"});
+  // A prefix within the bound loads; asking for more samples than the file holds loads them all.
+  EXPECT_TRUE(load_idx(images, labels, 10, {.max_samples = 1000, .max_payload_bytes = 1'000'000}).ok());
+  auto all = load_idx(write_gz("images.gz", images_bytes(3, 2, 3)), good_labels(), 10, {.max_samples = 50});
+  ASSERT_TRUE(all.ok()) << all.error().to_string();
+  EXPECT_EQ(all->size(), 3);
+  EXPECT_EQ(all->name, "images.gz");
+  expect_error(load_idx(images, labels, 10, {.max_samples = -1}), ErrorCode::invalid_argument, {"max_samples"});
+}
+
+TEST_F(IdxFiles, LabelCountBeyondWhatTheFileCanHoldIsRefusedBeforeAllocating) {
+  // A 12-byte labels file that declares 2^24 labels, beside a (valid) images file of 2^24 1x1 images:
+  // refused from the header, before a 16 MB label buffer is allocated.
+  constexpr std::uint32_t kCount = 1u << 24;
+  Bytes big;
+  for (std::uint32_t v : {kIdxImagesMagic, kCount, 1u, 1u}) put_be32(big, v);
+  big.resize(16 + kCount, 0);
+  const fs::path images = write_gz("images.gz", big);
+  const fs::path labels = write_raw("labels.raw", labels_bytes(kCount, {1, 2, 3, 4}));
+  expect_error(load_idx(images, labels), ErrorCode::parse, {"declares 16777216 labels", "12-byte raw file"});
+}
+
 TEST_F(IdxFiles, FashionMnistMustBe28x28) {
   write_gz("train-images-idx3-ubyte.gz", images_bytes(3, 2, 3));
   write_gz("train-labels-idx1-ubyte.gz", labels_bytes(3, {1, 2, 3}));

@@ -223,7 +223,14 @@ inline int finish_report(std::string_view program, json report, const Result<Run
     }
     if (status == 0) std::printf("json         %s\n", json_path.c_str());
   }
-  std::fflush(stdout);
+  // A summary that could not be written (stdout on a full disk, a closed pipe) is a failure, not exit 0.
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    const int err = errno;
+    std::fprintf(stderr, "%.*s: error: cannot write the summary to standard output: %s\n", int(program.size()),
+                 program.data(), err ? std::strerror(err) : "write error");
+    return 1;
+  }
   return status;
 }
 

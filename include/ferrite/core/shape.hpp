@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,9 +30,27 @@ class Shape {
   // Negative indices count from the back, like Python.
   std::int64_t dim(int i) const noexcept { return (*this)[i < 0 ? i + rank_ : i]; }
 
+  // The element count of a shape known to be valid (every Tensor's shape was checked when its memory
+  // was sized, see checked_numel).
+  // (Unsigned arithmetic: no undefined behaviour on a shape that was not checked, and exact for one that was.)
   std::int64_t numel() const noexcept {
+    std::uint64_t n = 1;
+    for (int i = 0; i < rank_; ++i) n *= static_cast<std::uint64_t>(dims_[i]);
+    return static_cast<std::int64_t>(n);
+  }
+  // The element count, or nothing when a dimension is negative or the product overflows 64 bits.
+  // Shapes come from files and flags: whatever sizes memory from one asks here first (a wrapped count
+  // once allocated a tiny block for a huge tensor, and kernels then wrote far past it).
+  std::optional<std::int64_t> checked_numel() const noexcept {
+    bool empty = false;
+    for (int i = 0; i < rank_; ++i) {
+      if (dims_[i] < 0) return std::nullopt;
+      empty = empty || dims_[i] == 0;
+    }
+    if (empty) return 0;  // zero elements, however large the other dimensions
     std::int64_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= dims_[i];
+    for (int i = 0; i < rank_; ++i)
+      if (__builtin_mul_overflow(n, dims_[i], &n)) return std::nullopt;
     return n;
   }
   std::vector<std::int64_t> to_vector() const { return {dims_.begin(), dims_.begin() + rank_}; }

@@ -35,6 +35,9 @@ inline constexpr std::uint32_t kIdxLabelsMagic = 0x00000801;  // unsigned bytes,
 inline constexpr std::uint32_t kIdxMaxImageSide = 16384;
 inline constexpr std::uint64_t kIdxMaxPixelsPerImage = std::uint64_t{1} << 24;
 inline constexpr std::uint64_t kIdxMaxTotalBytes = std::uint64_t{1} << 34;  // 16 GiB of u8 (64 GiB as f32)
+// The default bound on the pixel bytes load_idx inflates (2 GiB: 8 GiB as f32). Fashion-MNIST's training
+// set is 47 MB, EMNIST's largest split 640 MB.
+inline constexpr std::uint64_t kIdxDefaultMaxPayloadBytes = std::uint64_t{1} << 31;
 // Deflate cannot compress better than about 1032:1, so a gzip file of S bytes holds at most ~1032*S
 // bytes: a header that promises more is lying, whatever memory the machine has.
 inline constexpr std::uint64_t kDeflateMaxRatio = 1032;
@@ -202,11 +205,25 @@ inline Status check_magic(std::uint32_t found, std::uint32_t expected, const std
 
 }  // namespace detail
 
+// How much of an IDX pair load_idx reads. A small gzip file can promise a huge payload (a 762 KB file
+// holds a million blank 28x28 images), so what is inflated is bounded by what the caller asked for:
+struct IdxLimits {
+  // The first max_samples samples only (0: all). The rest of both files is not read (nor checked):
+  // --samples 100 costs 100 samples of memory and time, whatever the file declares.
+  std::int64_t max_samples = 0;
+  // Refuse to inflate more pixel bytes than this (checked against the header before any allocation).
+  std::uint64_t max_payload_bytes = kIdxDefaultMaxPayloadBytes;
+};
+
 // Loads an images file and a labels file (gzip or raw) into a Dataset. Images may have any size
 // rows x cols (recorded in the Dataset); labels must be below num_classes.
 inline Result<Dataset> load_idx(const std::filesystem::path& images_path,
-                                const std::filesystem::path& labels_path, int num_classes = 10) {
+                                const std::filesystem::path& labels_path, int num_classes = 10,
+                                const IdxLimits& limits = {}) {
   const std::string op = "load_idx";
+  if (limits.max_samples < 0)
+    return make_error(ErrorCode::invalid_argument, op,
+                      "max_samples must be >= 0 (0 = all), got " + std::to_string(limits.max_samples));
   if (num_classes < 1 || num_classes > 256)
     return make_error(ErrorCode::invalid_argument, op,
                       "num_classes must be in [1, 256] for byte labels, got " + std::to_string(num_classes));
@@ -239,13 +256,24 @@ inline Result<Dataset> load_idx(const std::filesystem::path& images_path,
                           " (at most " + std::to_string(kMaxDatasetSize) + ")",
                       dims);
   const std::uint64_t pixels = std::uint64_t{rows} * cols;  // <= 2^24, so count * pixels < 2^55
-  const std::uint64_t payload = std::uint64_t{count} * pixels;
-  if (payload > kIdxMaxTotalBytes || payload > images_file.max_content_bytes())
+  const std::uint64_t declared_payload = std::uint64_t{count} * pixels;
+  if (declared_payload > kIdxMaxTotalBytes || declared_payload > images_file.max_content_bytes())
     return make_error(ErrorCode::parse, op,
-                      "'" + ipath + "' declares " + std::to_string(payload) +
+                      "'" + ipath + "' declares " + std::to_string(declared_payload) +
                           " bytes of pixels, more than a " + std::to_string(images_file.file_bytes()) +
                           "-byte " + (images_file.is_raw() ? "raw" : "gzip") +
                           " file can hold (header corrupt?)",
+                      dims);
+  // What is read: a prefix when the caller asked for fewer samples than the file holds.
+  const bool prefix = limits.max_samples > 0 && limits.max_samples < static_cast<std::int64_t>(count);
+  const std::uint32_t wanted = prefix ? static_cast<std::uint32_t>(limits.max_samples) : count;
+  const std::uint64_t payload = std::uint64_t{wanted} * pixels;
+  if (payload > limits.max_payload_bytes)
+    return make_error(ErrorCode::invalid_argument, op,
+                      "loading " + std::to_string(wanted) + " images of " + std::to_string(rows) + "x" +
+                          std::to_string(cols) + " from '" + ipath + "' would inflate " + std::to_string(payload) +
+                          " bytes of pixels, more than the limit of " + std::to_string(limits.max_payload_bytes) +
+                          " (IdxLimits::max_payload_bytes; ask for fewer samples)",
                       dims);
 
   // ---- labels header, checked before the big allocation so mismatches fail fast
@@ -262,11 +290,17 @@ inline Result<Dataset> load_idx(const std::filesystem::path& images_path,
                           " images, '" + lpath + "' has " + std::to_string(label_count) + " labels",
                       dims + " vs [" + std::to_string(label_count) + "]");
 
+  if (count > labels_file.max_content_bytes())
+    return make_error(ErrorCode::parse, op,
+                      "'" + lpath + "' declares " + std::to_string(count) + " labels, more than a " +
+                          std::to_string(labels_file.file_bytes()) + "-byte " + (labels_file.is_raw() ? "raw" : "gzip") +
+                          " file can hold (header corrupt?)");
+
   // ---- labels payload
-  const auto n = static_cast<std::int64_t>(count);
-  std::vector<unsigned char> raw_labels(count);
-  FE_TRY(labels_file.read_exact(raw_labels.data(), count, "label payload"));
-  FE_TRY(labels_file.expect_end());
+  const auto n = static_cast<std::int64_t>(wanted);
+  std::vector<unsigned char> raw_labels(wanted);
+  FE_TRY(labels_file.read_exact(raw_labels.data(), wanted, "label payload"));
+  if (!prefix) FE_TRY(labels_file.expect_end());
   Dataset out;
   FE_TRY_ASSIGN(out.labels, Tensor::empty({n}, DType::i32));
   std::int32_t* labels = out.labels.data<std::int32_t>();
@@ -293,24 +327,25 @@ inline Result<Dataset> load_idx(const std::filesystem::path& images_path,
     if (got < want)
       return make_error(ErrorCode::parse, op,
                         "'" + ipath + "' ends inside the pixel payload: the header promises " +
-                            std::to_string(payload) + " bytes (" + std::to_string(count) + " images of " +
+                            std::to_string(payload) + " bytes (" + std::to_string(wanted) + " images of " +
                             std::to_string(rows) + "x" + std::to_string(cols) + "), found " +
                             std::to_string(done),
                         dims);
   }
-  FE_TRY(images_file.expect_end());
+  if (!prefix) FE_TRY(images_file.expect_end());
 
   out.num_classes = num_classes;
   out.rows = rows;
   out.cols = cols;
   out.name = images_path.filename().string();
+  if (prefix) out.name += "[0:" + std::to_string(wanted) + "]";  // as Dataset::slice names a prefix
   return out;
 }
 
 // Fashion-MNIST from the Debian package `dataset-fashion-mnist` (or any directory with the four
-// standard file names, gzip or not).
-inline Result<Dataset> load_fashion_mnist(Split split,
-                                          const std::filesystem::path& dir = kFashionMnistDir) {
+// standard file names, gzip or not); `limits.max_samples` > 0 loads only the first samples.
+inline Result<Dataset> load_fashion_mnist(Split split, const std::filesystem::path& dir = kFashionMnistDir,
+                                          const IdxLimits& limits = {}) {
   const char* prefix = split == Split::train ? "train" : "t10k";
   std::filesystem::path images = dir / (std::string(prefix) + "-images-idx3-ubyte.gz");
   std::filesystem::path labels = dir / (std::string(prefix) + "-labels-idx1-ubyte.gz");
@@ -322,13 +357,15 @@ inline Result<Dataset> load_fashion_mnist(Split split,
   if (!std::filesystem::exists(labels, ec) &&
       std::filesystem::exists(std::filesystem::path(labels).replace_extension(), ec))
     labels.replace_extension();
-  FE_TRY_ASSIGN(Dataset out, load_idx(images, labels, 10));
+  FE_TRY_ASSIGN(Dataset out, load_idx(images, labels, 10, limits));
   if (out.rows != 28 || out.cols != 28)
     return make_error(ErrorCode::shape_mismatch, "load_fashion_mnist",
                       "'" + images.string() + "' holds " + std::to_string(out.rows) + "x" +
                           std::to_string(out.cols) + " images; Fashion-MNIST images are 28x28 "
                           "(use load_idx for other IDX files)");
-  out.name = "fashion-mnist/" + std::string(split_name(split));
+  const bool full = out.name.find('[') == std::string::npos;
+  out.name = "fashion-mnist/" + std::string(split_name(split)) +
+             (full ? std::string() : "[0:" + std::to_string(out.size()) + "]");
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -30,6 +31,9 @@
 namespace ferrite {
 
 inline constexpr std::size_t kTensorAlignment = 64;
+// The largest tensor ferrite will size (2^62 bytes): beyond any memory, and far enough below the
+// 64-bit limits that rounding up to the alignment and adding offsets cannot wrap.
+inline constexpr std::int64_t kMaxTensorBytes = std::int64_t{1} << 62;
 
 // One block of memory on one device.
 class Storage {
@@ -111,14 +115,12 @@ class Tensor {
 
   // Uninitialized storage on `device` (cpu, or cuda:N in a build with the CUDA backend).
   static Result<Tensor> empty(Shape shape, DType dtype = DType::f32, Device device = Device::cpu()) {
-    for (int i = 0; i < shape.rank(); ++i)
-      if (shape[i] < 0)
-        return make_error(ErrorCode::invalid_argument, "Tensor::empty", "negative dimension", shape.to_string());
+    FE_TRY_ASSIGN(const std::size_t bytes, checked_nbytes(shape, dtype, "Tensor::empty"));
     Tensor t;
     t.shape_ = shape;
     t.dtype_ = dtype;
     t.device_ = device;
-    FE_TRY_ASSIGN(t.storage_, Storage::allocate(t.nbytes(), device));
+    FE_TRY_ASSIGN(t.storage_, Storage::allocate(bytes, device));
     t.data_ = t.storage_->data();
     return t;
   }
@@ -141,6 +143,7 @@ class Tensor {
   // Copies `count` host elements of `src` into a new tensor of `shape` on `device`.
   template <class T>
   static Result<Tensor> from_data(Shape shape, const T* src, std::int64_t count, Device device = Device::cpu()) {
+    FE_TRY(checked_nbytes(shape, dtype_of<T>::value, "Tensor::from_data"));
     if (count != shape.numel())
       return make_error(ErrorCode::shape_mismatch, "Tensor::from_data",
                         std::to_string(count) + " elements given for a tensor of " + std::to_string(shape.numel()),
@@ -153,8 +156,9 @@ class Tensor {
   // A new tensor that shares `base`'s storage: `shape` elements of `dtype` starting `byte_offset`
   // bytes into base's block (which must hold them). Explicit, for flat parameter buffers.
   static Result<Tensor> alias(const Tensor& base, std::size_t byte_offset, Shape shape, DType dtype) {
-    const std::size_t need = byte_offset + static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
-    if (!base.storage_ || need > base.storage_->bytes() - base.byte_offset())
+    FE_TRY_ASSIGN(const std::size_t bytes, checked_nbytes(shape, dtype, "Tensor::alias"));
+    const std::size_t available = base.storage_ ? base.storage_->bytes() - base.byte_offset() : 0;
+    if (!base.storage_ || byte_offset > available || bytes > available - byte_offset)
       return make_error(ErrorCode::invalid_argument, "Tensor::alias",
                         "the alias does not fit into the base tensor's storage",
                         base.describe() + " at +" + std::to_string(byte_offset) + " bytes as " +
@@ -188,6 +192,7 @@ class Tensor {
 
   // Same storage, new shape with the same number of elements. Consumes the tensor.
   Result<Tensor> reshape(Shape shape) && {
+    FE_TRY(checked_nbytes(shape, dtype_, "Tensor::reshape"));
     if (shape.numel() != shape_.numel())
       return make_error(ErrorCode::shape_mismatch, "Tensor::reshape", "element counts differ",
                         shape_.to_string() + " -> " + shape.to_string());
@@ -202,6 +207,23 @@ class Tensor {
   std::int64_t numel() const noexcept { return shape_.numel(); }
   std::int64_t dim(int i) const noexcept { return shape_.dim(i); }
   std::size_t nbytes() const noexcept { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+  // The bytes a tensor of `shape` and `dtype` needs, or an error naming `op` and the shape when a
+  // dimension is negative or the size does not fit in kMaxTensorBytes. Every factory sizes memory
+  // through it, so nbytes() of an existing tensor cannot overflow.
+  static Result<std::size_t> checked_nbytes(const Shape& shape, DType dtype, const char* op) {
+    const std::string what = std::string(dtype_name(dtype)) + shape.to_string();
+    for (int i = 0; i < shape.rank(); ++i)
+      if (shape[i] < 0) return make_error(ErrorCode::invalid_argument, op, "negative dimension", what);
+    const std::optional<std::int64_t> n = shape.checked_numel();
+    std::int64_t bytes = 0;
+    if (!n || __builtin_mul_overflow(*n, static_cast<std::int64_t>(dtype_size(dtype)), &bytes) ||
+        bytes > kMaxTensorBytes)
+      return make_error(ErrorCode::invalid_argument, op,
+                        "the tensor's size overflows: more than 2^62 bytes (the product of the dimensions, "
+                        "times the element size, must fit in 64 bits)",
+                        what);
+    return static_cast<std::size_t>(bytes);
+  }
   // Whether this tensor shares its block with another (an alias or the base of one).
   bool shares_storage() const noexcept { return storage_ && storage_.use_count() > 1; }
   std::size_t byte_offset() const noexcept {
