@@ -365,3 +365,23 @@ TEST(Report, WrittenDocumentsValidateAgainstTheSchema) {
   ASSERT_TRUE(write_json(unfilled, make_report_skeleton("mnist", test_build(), env, {"cpu"})).ok());
   EXPECT_EQ(run_validator(unfilled, /*expect_invalid=*/true), 0);
 }
+
+// No exception reaches std::terminate (issue 16, item 4): run_guarded turns each into an error.
+TEST(Report, RunGuardedTurnsExceptionsIntoErrors) {
+  using ferrite::ErrorCode;
+  auto oom = ferrite::bench::run_guarded("prog", []() -> ferrite::Result<ferrite::bench::RunSections> { throw std::bad_alloc(); });
+  ASSERT_FALSE(oom.ok());
+  EXPECT_EQ(oom.error().code, ErrorCode::out_of_memory);
+  EXPECT_EQ(oom.error().op, "prog");
+  auto other = ferrite::bench::run_guarded("prog", []() -> ferrite::Result<ferrite::bench::RunSections> {
+    throw std::runtime_error("boom");
+  });
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::internal);
+  EXPECT_NE(other.error().message.find("boom"), std::string::npos);
+  auto odd = ferrite::bench::run_guarded("prog", []() -> ferrite::Result<ferrite::bench::RunSections> { throw 42; });
+  ASSERT_FALSE(odd.ok());
+  EXPECT_EQ(odd.error().code, ErrorCode::internal);
+  auto fine = ferrite::bench::run_guarded("prog", [] { return ferrite::Result<ferrite::bench::RunSections>(ferrite::bench::RunSections{}); });
+  EXPECT_TRUE(fine.ok());
+}

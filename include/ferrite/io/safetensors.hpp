@@ -224,7 +224,12 @@ inline std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b
 }
 
 inline std::string offsets_text(std::uint64_t begin, std::uint64_t end) {
-  return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
+  std::string out = "[";  // (built by appending: g++ 12 warns falsely on `literal + std::string&&`, PR 105329)
+  out += std::to_string(begin);
+  out += ", ";
+  out += std::to_string(end);
+  out += ']';
+  return out;
 }
 
 // One validated header entry.
@@ -592,8 +597,10 @@ inline Result<std::string> build_header(const TensorRefs& refs, const Safetensor
   for (const auto& w : order) {
     FE_TRY_ASSIGN(std::string name, json_string(*w.name, "tensor name '" + *w.name + "'"));
     std::string shape = "[";
-    for (int d = 0; d < w.tensor->shape().rank(); ++d)
-      shape += (d ? "," : "") + std::to_string(w.tensor->shape()[d]);
+    for (int d = 0; d < w.tensor->shape().rank(); ++d) {
+      if (d) shape += ',';  // (appended apart: g++ 12 warns falsely on `literal + std::string&&`, PR 105329)
+      shape += std::to_string(w.tensor->shape()[d]);
+    }
     shape += "]";
     const std::uint64_t end = offset + w.tensor->nbytes();
     header += (header.size() > 1 ? "," : "") + name + ":{\"dtype\":\"" +

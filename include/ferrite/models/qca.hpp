@@ -60,7 +60,7 @@ inline Status check_qca_grid(std::int64_t height, std::int64_t width) {
     return make_error(ErrorCode::invalid_argument, "qca",
                       "the grid must be a positive multiple of 4 in both directions (two 2x2 poolings before "
                       "the skip connections), got " + std::to_string(height) + "x" + std::to_string(width),
-                      "[" + std::to_string(height) + ", " + std::to_string(width) + "]");
+                      Shape{height, width}.to_string());
   return {};
 }
 
