@@ -347,6 +347,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  cpu::JoinWorkersAtExit join_workers;  // outlives the limit, the pinning and every parallel loop
   cpu::ThreadLimit limit(c.threads);
   std::optional<cpu::ThreadPinning> pinning;
   if (c.pin) pinning.emplace();

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs what ferrite needs on a fresh Debian machine (as root), skipping what is already there.
 # Usage: scripts/setup.sh            build + test dependencies (Debian packages, python jsonschema)
+#        scripts/setup.sh --clang    also clang++ and its sanitizer/libFuzzer runtimes (test.sh --sanitize, fuzz.sh)
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config g++ git
           libxtensor-dev xtl-dev libxsimd-dev libtbb-dev libfmt-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev dataset-fashion-mnist python3)
+case "${1:-}" in
+  "") ;;
+  --clang) packages+=(clang libclang-rt-dev) ;;
+  *) echo "usage: scripts/setup.sh [--clang]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -47,7 +47,7 @@ struct Params {
     return ps;
   }
   void set_grad(std::size_t i, const std::vector<float>& g) {
-    std::memcpy(grads[i].data<float>(), g.data(), g.size() * sizeof(float));
+    if (!g.empty()) std::memcpy(grads[i].data<float>(), g.data(), g.size() * sizeof(float));  // (memcpy from null is UB)
   }
   std::vector<float> value(std::size_t i) const {
     const float* d = values[i].data<float>();

@@ -318,7 +318,7 @@ inline Result<Dataset> load_idx(const std::filesystem::path& images_path,
   std::array<float, 256> to_unit{};  // byte / 255 computed in f32, the same bits as ToTensor
   for (int v = 0; v < 256; ++v) to_unit[v] = static_cast<float>(v) / 255.0f;
   float* dst = out.images.data<float>();
-  std::vector<unsigned char> chunk(std::size_t{1} << 20);
+  std::vector<unsigned char> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(payload, std::uint64_t{1} << 20)));
   for (std::uint64_t done = 0; done < payload;) {
     const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), payload - done));
     FE_TRY_ASSIGN(std::size_t got, images_file.read(chunk.data(), want));
