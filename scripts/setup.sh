@@ -4,7 +4,7 @@
 #        scripts/setup.sh --clang    also clang++ and its sanitizer/libFuzzer runtimes (test.sh --sanitize, fuzz.sh)
 set -euo pipefail
 
-packages=(meson ninja-build pkg-config g++ git
+packages=(meson ninja-build pkg-config g++ git cmake
           libxtensor-dev xtl-dev libxsimd-dev libtbb-dev libfmt-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev dataset-fashion-mnist python3)
 case "${1:-}" in

@@ -1,7 +1,10 @@
 // A program outside ferrite's build that uses it by include path only: a one-epoch MLP fit on a small
 // synthetic set, then a safetensors round trip of the weights. Exits 0 when everything worked.
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
+#include <string>
 
 #include "ferrite/ferrite.hpp"
 
@@ -19,7 +22,9 @@ static Status run() {
               100.0 * eval.accuracy);
 
   // Save, reload into the same parameters (strict: names, shapes and dtypes must all match).
-  const auto path = std::filesystem::temp_directory_path() / "ferrite_consumer_mlp.safetensors";
+  // (The process id in the name: ferrite's tests build and run this consumer several ways at once.)
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("ferrite_consumer_mlp_" + std::to_string(::getpid()) + ".safetensors");
   FE_TRY(nn::save_parameters(params, path));
   FE_TRY(nn::load_parameters(params, path));
   std::filesystem::remove(path);
