@@ -10,6 +10,13 @@
   layering    the one-way layer order (docs/architecture.md): no header includes a header of a
               layer above its own, and nvcc-compiled CUDA code (backend/cuda/impl, src/*.cu)
               includes no CPU library code (backend/cpu, xsimd, TBB).
+  macros      no macro leaks from ferrite's headers into a user's code un-prefixed: every macro that
+              a ferrite header defines and leaves defined starts with FERRITE_ or FE_ (the umbrella
+              header preprocessed with the build's flags, with and without FERRITE_WITH_CUDA, plus
+              the CUDA backend's impl/*.cuh headers read as text). Proves first that it catches a
+              planted leak.
+  compile-time  how long the umbrella header takes to compile (-fsyntax-only and -O2 -c), a report
+              for README.md, not a test.
 
 Headers are listed when the test runs (a glob of include/ferrite/**/*.hpp), so new headers are checked
 without touching the build files. Compiler and flags come from the build's own introspection data
@@ -24,6 +31,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -174,6 +182,110 @@ def cmd_layering(args) -> int:
     return 1 if problems else 0
 
 
+ALLOWED_MACRO_PREFIXES = ("FERRITE_", "FE_")
+DEFINE_RE = re.compile(r"^\s*#\s*(define|undef)\s+([A-Za-z_][A-Za-z_0-9]*)")
+LINE_MARKER_RE = re.compile(r'^# \d+ "([^"]*)"')
+
+
+def leaked_macros(preprocessed: str, include_dir: Path):
+    """{macro: header} for the macros that a header under include_dir/ferrite defines and leaves
+    defined, read from `-E -dD` output (line markers tell which file each #define came from)."""
+    root = str((include_dir / "ferrite").resolve()) + os.sep
+    current, alive = "", {}
+    for line in preprocessed.splitlines():
+        marker = LINE_MARKER_RE.match(line)
+        if marker:
+            current = marker.group(1)
+            continue
+        d = DEFINE_RE.match(line)
+        if not d:
+            continue
+        kind, name = d.groups()
+        if kind == "undef":
+            alive.pop(name, None)
+        elif os.path.abspath(current).startswith(root):
+            alive[name] = os.path.relpath(current, include_dir)
+        else:
+            alive.pop(name, None)  # (redefined by a library header after ferrite's)
+    return {m: h for m, h in alive.items() if not m.startswith(ALLOWED_MACRO_PREFIXES)}
+
+
+def text_macros(path: Path):
+    """The same for a header read as text (the .cuh headers, which only nvcc compiles)."""
+    alive = {}
+    for line in path.read_text().splitlines():
+        d = DEFINE_RE.match(line)
+        if d:
+            kind, name = d.groups()
+            if kind == "undef":
+                alive.pop(name, None)
+            else:
+                alive[name] = True
+    return [m for m in alive if not m.startswith(ALLOWED_MACRO_PREFIXES)]
+
+
+def preprocess_umbrella(compiler, flags, include_dir: Path, extra, cwd):
+    source = '#include "ferrite/ferrite.hpp"\n'
+    proc = subprocess.run(compiler + [f"-I{include_dir.resolve()}"] + flags + extra + ["-E", "-dD", "-x", "c++", "-"],
+                          input=source, capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0:
+        sys.exit(f"check_headers: preprocessing the umbrella header failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def cmd_macros(args) -> int:
+    compiler, flags = target_compile_command(Path(args.build_dir), args.target)
+    flags = [f for f in flags if not f.startswith("-fdiagnostics-color")]
+    # The detector first: a planted leak must be found, a prefixed macro and an #undef'd one not.
+    with tempfile.TemporaryDirectory(prefix="ferrite-macros-") as tmp:
+        planted = Path(tmp) / "ferrite"
+        planted.mkdir()
+        (planted / "ferrite.hpp").write_text("#pragma once\n#define LEAKY_NAME 1\n#define FE_FINE 1\n"
+                                             "#define SCRATCH(x) x\n#undef SCRATCH\n")
+        found = leaked_macros(preprocess_umbrella(compiler, flags, Path(tmp), [], args.build_dir), Path(tmp))
+        if set(found) != {"LEAKY_NAME"}:
+            print(f"the macro check does not work: on a planted header it found {sorted(found)}, expected ['LEAKY_NAME']")
+            return 1
+    include_dir = Path(args.include_dir)
+    problems = {}
+    for extra in ([], ["-DFERRITE_WITH_CUDA"]):
+        for macro, header in leaked_macros(preprocess_umbrella(compiler, flags, include_dir, extra, args.build_dir),
+                                           include_dir).items():
+            problems[macro] = header
+    cuh = sorted(include_dir.joinpath("ferrite").rglob("*.cuh"))
+    for path in cuh:
+        for macro in text_macros(path):
+            problems[macro] = path.relative_to(include_dir).as_posix()
+    for macro, header in sorted(problems.items()):
+        print(f"{header} defines {macro} and leaves it defined: prefix it FERRITE_/FE_ or #undef it")
+    print(f"macros left defined by the umbrella header (with and without FERRITE_WITH_CUDA) and {len(cuh)} .cuh "
+          f"headers: {len(problems)} without the prefixes {', '.join(ALLOWED_MACRO_PREFIXES)}")
+    return 1 if problems else 0
+
+
+def cmd_compile_time(args) -> int:
+    compiler, flags = target_compile_command(Path(args.build_dir), args.target)
+    flags = [f"-I{Path(args.include_dir).resolve()}"] + [f for f in flags if not f.startswith(("-fdiagnostics-color", "-O", "-fsanitize", "-fno-sanitize"))]
+    source = '#include "ferrite/ferrite.hpp"\nint main() { return 0; }\n'
+    with tempfile.TemporaryDirectory(prefix="ferrite-ctime-") as tmp:
+        src = Path(tmp) / "umbrella.cpp"
+        src.write_text(source)
+        for label, extra in (("-fsyntax-only", ["-fsyntax-only"]), ("-O2 -c", ["-O2", "-c", "-o", str(Path(tmp) / "u.o")])):
+            times = []
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                proc = subprocess.run(compiler + flags + extra + [str(src)], capture_output=True, text=True, cwd=args.build_dir)
+                times.append(time.perf_counter() - t0)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:])
+                    return 1
+            times.sort()
+            print(f"{' '.join(compiler)} {label}: median {times[len(times) // 2]:.2f} s, min {times[0]:.2f} s "
+                  f"over {args.reps} runs")
+    print("flags: " + " ".join(flags))
+    return 0
+
+
 def nvcc_flags(flags, ccbin):
     """The anchor target's g++ flags, rewritten for nvcc: preprocessor flags pass through, the rest
     (warnings, -march, -O) go to the host compiler with -Xcompiler so both passes see them."""
@@ -214,7 +326,7 @@ def cmd_nvcc(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("standalone", "umbrella", "nvcc", "layering"):
+    for name in ("standalone", "umbrella", "nvcc", "layering", "macros", "compile-time"):
         p = sub.add_parser(name)
         p.add_argument("--include-dir", required=True, help="the directory holding ferrite/")
         if name == "layering":
@@ -222,6 +334,8 @@ def main() -> int:
         if name not in ("umbrella", "layering"):
             p.add_argument("--build-dir", required=True)
             p.add_argument("--target", required=True, help="a build target that depends on ferrite_dep")
+        if name == "compile-time":
+            p.add_argument("--reps", type=int, default=3)
         if name == "standalone":
             p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
         if name == "nvcc":
@@ -230,7 +344,7 @@ def main() -> int:
             p.add_argument("source", help="the .cu file to compile")
     args = parser.parse_args()
     return {"standalone": cmd_standalone, "umbrella": cmd_umbrella, "nvcc": cmd_nvcc,
-            "layering": cmd_layering}[args.command](args)
+            "layering": cmd_layering, "macros": cmd_macros, "compile-time": cmd_compile_time}[args.command](args)
 
 
 if __name__ == "__main__":

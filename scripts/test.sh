@@ -34,8 +34,11 @@ if [ ${#suites[@]} -eq 0 ]; then
   ninja -C "$build" >/dev/null || ninja -C "$build"
   exec meson test -C "$build" --print-errorlogs --timeout-multiplier 3
 fi
-# Only the executables the named suites run (meson introspection knows which those are).
-mapfile -t targets < <(python3 - "$build" "${suites[@]}" <<'PY'
+# Only the executables the named suites run (meson introspection knows which those are, once the
+# build files are regenerated for any meson.build edited since the last build).
+ninja -C "$build" build.ninja >/dev/null
+# (Captured first: a failure of the script, e.g. an unknown suite, must stop here, not build everything.)
+target_list=$(python3 - "$build" "${suites[@]}" <<'PY'
 import json, os, subprocess, sys
 build, wanted = sys.argv[1], set(sys.argv[2:])
 tests = json.loads(subprocess.run(["meson", "introspect", "--tests", build], check=True, capture_output=True).stdout)
@@ -48,9 +51,11 @@ for t in tests:
             if path.startswith(os.path.abspath(build) + "/") and os.path.basename(path) != "meson-private":
                 print(os.path.relpath(path, os.path.abspath(build)))
 PY
-)
-targets=($(printf '%s\n' "${targets[@]}" | sort -u))
-ninja -C "$build" "${targets[@]}" >/dev/null || ninja -C "$build" "${targets[@]}"
+) || exit 2
+if [ -n "$target_list" ]; then  # (none: the suites run scripts only)
+  mapfile -t targets < <(printf '%s\n' "$target_list" | sort -u)
+  ninja -C "$build" "${targets[@]}" >/dev/null || ninja -C "$build" "${targets[@]}"
+fi
 suite_args=()
 for s in "${suites[@]}"; do suite_args+=(--suite "$s"); done
 exec meson test -C "$build" --no-rebuild --print-errorlogs --timeout-multiplier 3 "${suite_args[@]}"
