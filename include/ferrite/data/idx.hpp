@@ -363,9 +363,11 @@ inline Result<Dataset> load_fashion_mnist(Split split, const std::filesystem::pa
                       "'" + images.string() + "' holds " + std::to_string(out.rows) + "x" +
                           std::to_string(out.cols) + " images; Fashion-MNIST images are 28x28 "
                           "(use load_idx for other IDX files)");
-  const bool full = out.name.find('[') == std::string::npos;
+  // load_idx named it "<file name>[0:N]" when it read a prefix; keep that suffix (the standard file
+  // names hold no '[').
+  const std::size_t suffix = out.name.find('[');
   out.name = "fashion-mnist/" + std::string(split_name(split)) +
-             (full ? std::string() : "[0:" + std::to_string(out.size()) + "]");
+             (suffix == std::string::npos ? std::string() : out.name.substr(suffix));
   return out;
 }
 

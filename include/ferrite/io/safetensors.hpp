@@ -217,12 +217,6 @@ inline Error parse_error(const std::string& source, const std::string& message,
   return make_error(ErrorCode::parse, std::string(kLoadOp), source + ": " + message, std::move(shapes));
 }
 
-// a * b, or nullopt when the product does not fit.
-inline std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t limit) {
-  if (a != 0 && b > limit / a) return std::nullopt;
-  return a * b;
-}
-
 inline std::string offsets_text(std::uint64_t begin, std::uint64_t end) {
   std::string out = "[";  // (built by appending: g++ 12 warns falsely on `literal + std::string&&`, PR 105329)
   out += std::to_string(begin);
@@ -357,7 +351,6 @@ inline Result<HeaderEntry> parse_entry(const std::string& name, const json& valu
                                    std::to_string(shape.size()) + ", more than the " +
                                    std::to_string(Shape::kMaxDims) + " dimensions ferrite supports");
   std::vector<std::int64_t> dims;
-  std::int64_t numel = 1;
   for (std::size_t i = 0; i < shape.size(); ++i) {
     const json& d = shape[i];
     if (!d.is_number_unsigned() ||
@@ -365,13 +358,12 @@ inline Result<HeaderEntry> parse_entry(const std::string& name, const json& valu
       return parse_error(source, where + "shape[" + std::to_string(i) + "] is " + brief(d) +
                                      ", expected a non-negative integer");
     dims.push_back(static_cast<std::int64_t>(d.get<std::uint64_t>()));
-    const auto product = checked_mul(static_cast<std::uint64_t>(numel), static_cast<std::uint64_t>(dims.back()),
-                                      static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
-    if (!product)
-      return parse_error(source, where + "shape " + brief(shape) + " has more elements than fit in 64 bits");
-    numel = static_cast<std::int64_t>(*product);
   }
   entry.shape = Shape(dims);
+  // The same count as the tensor that will hold it (Shape::checked_numel: a zero dimension makes any
+  // shape empty).
+  const std::optional<std::int64_t> numel = entry.shape.checked_numel();
+  if (!numel) return parse_error(source, where + "shape " + brief(shape) + " has more elements than fit in 64 bits");
 
   // data_offsets
   const json& offsets = value["data_offsets"];
@@ -386,13 +378,14 @@ inline Result<HeaderEntry> parse_entry(const std::string& name, const json& valu
     return parse_error(source, where + "data_offsets " + range + ": begin is after end");
 
   const std::string described = std::string(file_dtype->name) + entry.shape.to_string();
-  const auto needed = checked_mul(static_cast<std::uint64_t>(numel), dtype_size(entry.file_dtype),
-                                  std::numeric_limits<std::uint64_t>::max());
-  if (!needed || *needed != entry.end - entry.begin)
+  std::uint64_t needed = 0;
+  const bool needs_too_much = __builtin_mul_overflow(static_cast<std::uint64_t>(*numel),
+                                                     static_cast<std::uint64_t>(dtype_size(entry.file_dtype)), &needed);
+  if (needs_too_much || needed != entry.end - entry.begin)
     return parse_error(source,
                        where + "data_offsets " + range + " span " + std::to_string(entry.end - entry.begin) +
                            " bytes but " + described + " needs " +
-                           (needed ? std::to_string(*needed) : std::string("more than 2^64")));
+                           (needs_too_much ? std::string("more than 2^64") : std::to_string(needed)));
   if (entry.end > data_bytes)
     return parse_error(source, where + "data_offsets " + range + " extend past the end of the " +
                                    std::to_string(data_bytes) + "-byte data section (truncated file?)");

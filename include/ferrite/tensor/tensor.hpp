@@ -213,16 +213,17 @@ class Tensor {
   static Result<std::size_t> checked_nbytes(const Shape& shape, DType dtype, const char* op) {
     // (The message is built only on failure: reshape and empty sit on per-step paths.)
     const auto what = [&] { return std::string(dtype_name(dtype)) + shape.to_string(); };
-    for (int i = 0; i < shape.rank(); ++i)
-      if (shape[i] < 0) return make_error(ErrorCode::invalid_argument, op, "negative dimension", what());
-    const std::optional<std::int64_t> n = shape.checked_numel();
+    const std::optional<std::int64_t> n = shape.checked_numel();  // nothing: negative or overflowing
     std::int64_t bytes = 0;
     if (!n || __builtin_mul_overflow(*n, static_cast<std::int64_t>(dtype_size(dtype)), &bytes) ||
-        bytes > kMaxTensorBytes)
+        bytes > kMaxTensorBytes) {
+      for (int i = 0; i < shape.rank(); ++i)
+        if (shape[i] < 0) return make_error(ErrorCode::invalid_argument, op, "negative dimension", what());
       return make_error(ErrorCode::invalid_argument, op,
                         "the tensor's size overflows: more than 2^62 bytes (the product of the dimensions, "
                         "times the element size, must fit in 64 bits)",
                         what());
+    }
     return static_cast<std::size_t>(bytes);
   }
   // Whether this tensor shares its block with another (an alias or the base of one).
