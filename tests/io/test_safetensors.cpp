@@ -214,6 +214,14 @@ TEST_F(SafetensorsFiles, EmptyTensorAndScalar) {
   EXPECT_EQ(s->shape().rank(), 0);
   EXPECT_EQ(s->data<float>()[0], 2.5f);
 
+  // A zero dimension makes a shape empty however large the others (as for a Tensor, and as numpy
+  // counts); the reader used to multiply left to right and call [2^32, 2^32, 0] an overflow.
+  const auto huge_but_empty = parse_safetensors(
+      file_bytes("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,0],\"data_offsets\":[0,0]}}"));
+  ASSERT_TRUE(huge_but_empty.ok()) << huge_but_empty.error().to_string();
+  ASSERT_NE(huge_but_empty->find("a"), nullptr);
+  EXPECT_EQ(huge_but_empty->find("a")->numel(), 0);
+
   // A file with no tensors at all is valid (python writes exactly these bytes for save({})).
   auto none = serialize_safetensors({});
   ASSERT_TRUE(none.ok());
