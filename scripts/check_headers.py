@@ -210,20 +210,6 @@ def leaked_macros(preprocessed: str, include_dir: Path):
     return {m: h for m, h in alive.items() if not m.startswith(ALLOWED_MACRO_PREFIXES)}
 
 
-def text_macros(path: Path):
-    """The same for a header read as text (the .cuh headers, which only nvcc compiles)."""
-    alive = {}
-    for line in path.read_text().splitlines():
-        d = DEFINE_RE.match(line)
-        if d:
-            kind, name = d.groups()
-            if kind == "undef":
-                alive.pop(name, None)
-            else:
-                alive[name] = True
-    return [m for m in alive if not m.startswith(ALLOWED_MACRO_PREFIXES)]
-
-
 def preprocess_umbrella(compiler, flags, include_dir: Path, extra, cwd):
     source = '#include "ferrite/ferrite.hpp"\n'
     proc = subprocess.run(compiler + [f"-I{include_dir.resolve()}"] + flags + extra + ["-E", "-dD", "-x", "c++", "-"],
@@ -253,9 +239,8 @@ def cmd_macros(args) -> int:
                                            include_dir).items():
             problems[macro] = header
     cuh = sorted(include_dir.joinpath("ferrite").rglob("*.cuh"))
-    for path in cuh:
-        for macro in text_macros(path):
-            problems[macro] = path.relative_to(include_dir).as_posix()
+    for path in cuh:  # (only nvcc compiles them: read as text, with a line marker naming the file)
+        problems.update(leaked_macros(f'# 1 "{path.resolve()}"\n' + path.read_text(), include_dir))
     for macro, header in sorted(problems.items()):
         print(f"{header} defines {macro} and leaves it defined: prefix it FERRITE_/FE_ or #undef it")
     print(f"macros left defined by the umbrella header (with and without FERRITE_WITH_CUDA) and {len(cuh)} .cuh "
