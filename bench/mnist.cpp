@@ -5,6 +5,7 @@
 //   ./build/bench/mnist --dataset fashion-mnist --samples 0 --json out.json
 //   ./build/bench/mnist --save-init w.safetensors --export-data d.safetensors   (inputs for PyTorch)
 //   ./build/bench/mnist --device cuda                      the same code on the GPU (only the Context differs)
+//   mpirun -np 2 ./build/bench/mnist                       data parallel: 2 ranks × batch 16 (global batch 32)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -74,6 +75,8 @@ struct Config {
   bool cuda_graphs = false;   // each full-batch step as one CUDA graph launch (train/step_graph.hpp); on by default with cuda
   bool tf32 = false;          // --device cuda: TF32 tensor cores in the GEMMs (off: FP32 parity)
   std::int64_t profile_steps = 0;  // > 0: after the timed run, time every op over this many steps
+  double comm_timeout = 30;   // data parallel: a collective that takes longer means a lost peer
+  bool drop_last = false;     // data parallel: drop each epoch's tail instead of padding it to whole shards
 };
 
 json config_json(const Config& c) {
@@ -83,7 +86,8 @@ json config_json(const Config& c) {
           {"seed", c.seed}, {"threads", c.threads}, {"device", c.device},
           {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch}, {"pin_threads", c.pin},
           {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data},
-          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"profile_steps", c.profile_steps}};
+          {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"profile_steps", c.profile_steps},
+          {"comm_timeout_s", c.comm_timeout}, {"drop_last", c.drop_last}};
 }
 
 bench::BuildInfo build_info() {
@@ -161,9 +165,20 @@ std::vector<bench::NamedPath> output_paths(const Config& c) {
   return {{"--save-init", c.save_init}, {"--export-data", c.export_data}};
 }
 
-Result<bench::RunSections> run(const Config& c, int threads) {
+Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup& group) {
+  const int world = group.world_size();
+  if (world > 1) {  // before anything else: every rank must run the same job
+    std::vector<std::pair<std::string, std::string>> fields;
+    const json config = config_json(c);
+    for (const auto& [key, value] : config.items()) fields.emplace_back(key, value.dump());
+    FE_TRY(group.check_same_config(fields));
+    if (c.batch % world != 0)
+      return make_error(ErrorCode::invalid_argument, "bench/mnist",
+                        fmt::format("--batch {} is the global batch and must divide among the {} ranks", c.batch, world));
+  }
   FE_TRY(bench::check_output_paths("bench/mnist", input_paths(c), output_paths(c)));
   FE_TRY_ASSIGN(Device device, Device::parse(c.device));
+  if (world > 1 && device.is_cuda() && c.device == "cuda") device = Device::cuda(group.local_rank());  // a GPU per local rank
   if (c.cuda_graphs && !device.is_cuda())
     return make_error(ErrorCode::invalid_argument, "bench/mnist",
                       fmt::format("--cuda-graphs needs --device cuda:N (got --device {})", device.to_string()));
@@ -174,8 +189,9 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(auto model, models::make_mlp(train.features(), {128, 64}, train.num_classes, c.seed));
   auto params = model.parameters();
   if (!c.init_from.empty()) FE_TRY(nn::load_parameters(params, c.init_from));
-  if (!c.save_init.empty()) FE_TRY(nn::save_parameters(params, c.save_init));
-  if (!c.export_data.empty()) FE_TRY(export_data(c.export_data, c, train, test));
+  // Files are written by rank 0 alone (the weights are rank 0's, which every rank starts from).
+  if (!c.save_init.empty() && group.is_root()) FE_TRY(nn::save_parameters(params, c.save_init));
+  if (!c.export_data.empty() && group.is_root()) FE_TRY(export_data(c.export_data, c, train, test));
 
   optim::OptimizerOptions opt;
   opt.name = c.optimizer;
@@ -188,7 +204,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   // steps of an epoch are reported when the epoch has finished.)
   const bool live = isatty(fileno(stderr)) != 0;
   auto on_step = [&](std::int64_t epoch, std::int64_t b, std::int64_t batches, double loss) {
-    if (!progress) return;
+    if (!progress || !group.is_root()) return;
     if (live && (b + 1) % 200 == 0)
       fmt::print(stderr, "\repoch {}/{}  step {}/{}  loss {:.4f}", epoch + 1, c.epochs, b + 1, batches, loss);
     if (b + 1 == batches)
@@ -199,6 +215,8 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY_ASSIGN(Context ctx, Context::create(device, {c.tf32}));
   OpProfiler profiler;
   FE_TRY_ASSIGN(nn::ParameterStore store, nn::ParameterStore::create(params, device));
+  FE_TRY(group.broadcast(ctx, store.values(), 0, "the initial-weights broadcast"));
+  train::ProcessGroup* parallel = world > 1 ? &group : nullptr;
   if (c.warmup_steps > 0) {
     FE_TRY_ASSIGN(Tensor initial, store.value_buffer().clone());
     FE_TRY_ASSIGN(auto warm_opt, optim::make_optimizer(params, opt, &store));
@@ -209,8 +227,12 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   }
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt, &store));
+  const train::CommStats comm_before = group.stats();
   FE_TRY_ASSIGN(const train::TrainHistory history,
-                train::train_classifier(ctx, model, *optimizer, train, {c.batch, c.epochs, c.seed, -1, c.cuda_graphs}, on_step));
+                train::train_classifier(ctx, model, *optimizer, train,
+                                        {c.batch, c.epochs, c.seed, -1, c.cuda_graphs, parallel, store.grads(), c.drop_last},
+                                        on_step));
+  const train::CommStats comm_after = group.stats();
   FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(ctx, model, train, c.eval_batch));
   FE_TRY_ASSIGN(auto test_eval, train::evaluate_classifier(ctx, model, test, c.eval_batch));
   json profile = nullptr;
@@ -221,7 +243,8 @@ Result<bench::RunSections> run(const Config& c, int threads) {
     // ran (one epoch of the default set has 32 batches: --profile 50 once divided 32 steps' time by 50).
     const std::int64_t epochs = epochs_spanning(c.profile_steps, train.size(), c.batch);
     FE_TRY_ASSIGN(const train::TrainHistory profiled,
-                  train::train_classifier(ctx, model, *prof_opt, train, {c.batch, epochs, c.seed, c.profile_steps}));
+                  train::train_classifier(ctx, model, *prof_opt, train,
+                                          {c.batch, epochs, c.seed, c.profile_steps, false, parallel, store.grads(), c.drop_last}));
     ctx.set_profiler(nullptr);
     profile = bench::profile_json(profiler, static_cast<std::int64_t>(profiled.step_loss.size()));
   }
@@ -253,6 +276,22 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   const double total_seconds = [&] { double s = 0; for (double t : history.epoch_seconds) s += t; return s; }();
 
   bench::RunSections out;
+  std::string ranks_line;
+  if (world > 1) {  // every rank takes part in the gather; rank 0 reports
+    FE_TRY_ASSIGN(const std::vector<double> p50, group.all_gather(latency.p50, "the step-time gather"));
+    const double comm_s = comm_after.seconds - comm_before.seconds;
+    const auto steps = static_cast<double>(std::max<std::size_t>(history.step_ms.size(), 1));
+    out.distributed = {{"world_size", world}, {"backend", group.backend()}, {"launcher", group.launcher()},
+                       {"global_batch", c.batch}, {"per_rank_batch", c.batch / world},
+                       {"gradient_sync", "after backward, one deterministic all-reduce of the flat gradient buffer "
+                                         "(MPI_Alltoall, sum in rank order, MPI_Allgather); loss: all-gather"},
+                       {"per_rank_step_ms_p50", p50}, {"comm_seconds", comm_s},
+                       {"comm_share", total_seconds > 0 ? comm_s / total_seconds : 0.0},
+                       {"comm_bytes_per_step", double(comm_after.bytes - comm_before.bytes) / steps}};
+    ranks_line = fmt::format("ranks        {} × batch {} (global {}), {} via {}, {:.1f} % of training time in collectives",
+                             world, c.batch / world, c.batch, group.backend(), group.launcher(),
+                             100 * out.distributed["comm_share"].get<double>());
+  }
   out.device = trained.device;
   out.backend = trained.backend;
   json peak_memory = {{"host", peak_rss}, {"device", trained.peak_device_mb}};
@@ -277,6 +316,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   if (device.is_cuda())
     s.push_back(fmt::format("device       {} ({}), CUDA graphs {}, TF32 {}", device.to_string(),
                             trained.device["name"].get<std::string>(), c.cuda_graphs ? "on" : "off", c.tf32 ? "on" : "off"));
+  if (!ranks_line.empty()) s.push_back(ranks_line);
   s.push_back(fmt::format("{:>6} {:>12} {:>14}", "epoch", "mean loss", "samples/s"));
   for (std::size_t e = 0; e < history.epoch_loss.size(); ++e)
     s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.0f}", e + 1, history.epoch_loss[e], epoch_throughput[e]));
@@ -324,6 +364,8 @@ int main(int argc, char** argv) {
                                      "eager step (default: on with --device cuda; --no-cuda-graphs for eager launches)");
   app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many extra steps (extra.profile)")->check(CLI::Range(std::int64_t{0}, kMaxExtraSteps));
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
+  app.add_option("--comm-timeout", c.comm_timeout, "data parallel (mpirun): seconds a collective may take before this rank gives its peers up (0 = wait forever)")->check(CLI::Range(0.0, 86400.0));
+  app.add_flag("--drop-last", c.drop_last, "data parallel: drop each epoch's last samples instead of padding them to whole shards");
   // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
   if (const auto exit = bench::parse_or_report(app, argc, argv, "mnist", [&] {
         json r = bench::make_report_skeleton("mnist", build_info(), bench::collect_environment(build_info()),
@@ -348,6 +390,10 @@ int main(int argc, char** argv) {
   }
 
   cpu::JoinWorkersAtExit join_workers;  // outlives the limit, the pinning and every parallel loop
+  // The process group of the launcher (mpirun -np N: MPI; none: world 1). Ranks other than 0 print
+  // only errors and write no files.
+  auto group = train::ProcessGroup::join({"bench/mnist", c.comm_timeout});
+  const bool root = group.ok() ? group->is_root() : [] { auto l = train::detect_launch(); return !l.ok() || l->rank == 0; }();
   cpu::ThreadLimit limit(c.threads);
   std::optional<cpu::ThreadPinning> pinning;
   if (c.pin) pinning.emplace();
@@ -355,8 +401,10 @@ int main(int argc, char** argv) {
   json report = bench::make_report_skeleton("mnist", build_info(), env, bench::device_strings(available_devices()));
   report["config"] = config_json(c);
 
-  const auto result = bench::run_guarded("mnist", [&] { return run(c, limit.threads()); });
+  auto result = group.ok() ? bench::run_guarded("mnist", [&] { return run(c, limit.threads(), *group); })
+                           : Result<bench::RunSections>(group.error());
+  if (!root && result.ok()) result->summary.clear();
   auto device = Device::parse(c.device);
   return bench::finish_report("mnist", std::move(report), result, device.ok() ? *device : Device::cpu(), limit.threads(),
-                              c.json_path);
+                              root ? c.json_path : std::string());
 }

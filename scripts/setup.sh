@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(meson ninja-build pkg-config g++ git cmake
           libxtensor-dev xtl-dev libxsimd-dev libtbb-dev libfmt-dev nlohmann-json3-dev libcli11-dev
-          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev dataset-fashion-mnist python3)
+          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev dataset-fashion-mnist python3
+          openmpi-bin libopenmpi-dev)
 case "${1:-}" in
   "") ;;
   --clang) packages+=(clang libclang-rt-dev) ;;

@@ -3,6 +3,10 @@
 
 ferrite exports its inputs:   bench/mnist --save-init w.safetensors --export-data d.safetensors
 then:                         python scripts/pytorch/mnist.py --init-from w.safetensors --data-from d.safetensors
+Data parallel, as `mpirun -np N bench/mnist`:
+                              torchrun --standalone --nproc-per-node N scripts/pytorch/mnist.py --ddp ...
+(DistributedDataParallel over gloo on the CPU, nccl on CUDA; --batch is the global batch, each rank takes
+its DistributedSampler share of the exported epoch order, exactly as ferrite's ranks do.)
 Flags mirror bench/mnist. Fair-timing rules (docs/benchmarks.md): equal threads, warm-up excluded (and the
 weights restored after it), a device sync before every clock read on CUDA, evaluation under inference_mode.
 """
@@ -41,6 +45,9 @@ def parse_args(argv):
                         "with capturable=True, whose bias corrections are computed on the GPU in float)")
     p.add_argument("--allow-tf32", action="store_true",
                    help="--device cuda: TF32 matrix products (labelled in the report; off by default, as ferrite's fp32)")
+    p.add_argument("--ddp", action="store_true",
+                   help="DistributedDataParallel; start under torchrun (RANK/WORLD_SIZE/MASTER_ADDR from it)")
+    p.add_argument("--drop-last", action="store_true", help="--ddp: drop each epoch's tail instead of padding it")
     p.add_argument("--json", default="")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -66,23 +73,41 @@ def make_optimizer(args, params, capturable=False):
     return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=max(args.weight_decay, 0.0))
 
 
-def train_eager(args, model, train_step, order_dev, n, sync):
-    """The reference loop: one eager step per batch; .item() reads each loss (on CUDA a sync per step)."""
+def shard_order(order, rank, world, drop_last):
+    """torch.utils.data.DistributedSampler's share of rank `rank` of one epoch's order (= data::shard_order)."""
+    n = order.numel()
+    per_rank = -(-(n - world) // world) if drop_last and n % world else -(-n // world)
+    positions = torch.arange(per_rank) * world + rank
+    return order[positions % n]
+
+
+def train_eager(args, model, train_step, order_dev, n, sync, dist=None):
+    """The reference loop: one eager step per batch; .item() reads each loss (on CUDA a sync per step).
+    With --ddp (dist = (rank, world)) each rank steps through its share in batches of batch / world, and the
+    loss is averaged over ranks (an all-reduce, as ferrite's loss all-gather)."""
     opt = make_optimizer(args, model.parameters())
+    rank, world = dist or (0, 1)
+    batch = args.batch // world
     step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = [], [], [], [], []
     for e in range(args.epochs):
+        order = shard_order(order_dev[e], rank, world, args.drop_last) if dist else order_dev[e]
         losses = []
         sync()
         t_epoch = common.now()
-        for b in range(0, n, args.batch):
+        for b in range(0, order.numel(), batch):
             t0 = common.now()
-            loss = train_step(opt, order_dev[e, b:b + args.batch]).item()  # .item() syncs, as ferrite reads each loss
+            loss = train_step(opt, order[b:b + batch])
+            if dist:
+                loss = loss.detach().clone()
+                torch.distributed.all_reduce(loss)
+                loss /= world
+            loss = loss.item()  # .item() syncs, as ferrite reads each loss
             t1 = common.now()
             step_ms.append((t1 - t0) * 1e3)
             losses.append(loss)
         sync()
         epoch_seconds.append(common.now() - t_epoch)
-        epoch_samples.append(n)
+        epoch_samples.append(order.numel() * world)
         step_loss += losses
         epoch_loss.append(sum(losses) / len(losses))
         if not args.quiet and n >= 20000:
@@ -167,6 +192,20 @@ def main(argv):
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     config = {k: v for k, v in vars(args).items() if k != "json"}
+    if args.ddp:
+        if "WORLD_SIZE" not in os.environ:
+            print("mnist.py: --ddp needs torchrun (e.g. torchrun --standalone --nproc-per-node 2 mnist.py --ddp ...)",
+                  file=sys.stderr)
+            return 2
+        torch.distributed.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+        if args.batch % torch.distributed.get_world_size():
+            print(f"mnist.py: --batch {args.batch} must divide among {torch.distributed.get_world_size()} ranks",
+                  file=sys.stderr)
+            return 2
+        if args.device == "cuda":
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        if torch.distributed.get_rank() != 0:
+            args.json, args.quiet = "", True
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
@@ -210,6 +249,10 @@ def run(args, device, report):
     model.load_state_dict({k: v.to(device) for k, v in init.items()}, strict=True)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     step_model = torch.compile(model) if args.compile else model
+    dist = None
+    if args.ddp:
+        dist = (torch.distributed.get_rank(), torch.distributed.get_world_size())
+        step_model = torch.nn.parallel.DistributedDataParallel(step_model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n = x_train.shape[0]
 
@@ -236,8 +279,10 @@ def run(args, device, report):
             args, model, initial, x_train, y_train, order.to(device), n)
         step_time = "GPU time per step: CUDA events between graph replays (losses read back once per epoch)"
     else:
+        if args.ddp and args.cuda_graphs:
+            raise ValueError("--cuda-graphs and --ddp do not combine here")
         step_ms, step_loss, epoch_loss, epoch_seconds, epoch_samples = train_eager(
-            args, model, train_step, order.to(device), n, sync)
+            args, model, train_step, order.to(device), n, sync, dist)
         step_time = "host wall clock per step, .item() after each step"
 
     def evaluate(x, y):
@@ -269,15 +314,28 @@ def run(args, device, report):
     }
     report["quality"] = {"loss_per_epoch": epoch_loss, "final_loss": epoch_loss[-1], "train_accuracy": train_acc,
                          "test_accuracy": test_acc, "test_loss": test_loss, "loss_per_step": step_loss}
+    if dist:
+        p50 = torch.tensor([common.summarize_ms(step_ms)["p50"]], dtype=torch.float64)
+        every = [torch.zeros_like(p50) for _ in range(dist[1])]
+        torch.distributed.all_gather(every, p50)
+        report["distributed"] = {
+            "world_size": dist[1], "backend": torch.distributed.get_backend(), "launcher": "torchrun",
+            "global_batch": args.batch, "per_rank_batch": args.batch // dist[1],
+            "gradient_sync": "DistributedDataParallel: bucketed all-reduce overlapped with backward; loss: all-reduce",
+            "per_rank_step_ms_p50": [float(t) for t in torch.cat(every)]}
     report["extra"] = {"model": "mlp 784-128-64-10", "train_samples": n, "test_samples": int(x_test.shape[0]),
                        "steps": len(step_ms), "torch_compile": bool(args.compile), "cuda_graphs": bool(args.cuda_graphs),
                        "step_time": step_time}
+    if dist and dist[0] != 0:
+        return 0
     print(f"pytorch mnist — {n} train, batch {args.batch}, {args.epochs} epochs, {args.optimizer}, "
           f"{torch.get_num_threads()} thread(s){' , torch.compile' if args.compile else ''}")
     print(f"throughput {tput:.0f} samples/s, step p50 {report['metrics']['latency_ms']['p50'] * 1e3:.1f} µs, "
           f"test accuracy {100 * test_acc:.2f} %, final loss {epoch_loss[-1]:.5f}")
     if args.json:
         common.write_report(args.json, report)
+    if args.ddp:
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -174,6 +174,7 @@ inline Status write_json(const std::filesystem::path& path, const json& doc) {
 struct RunSections {
   json device, metrics, quality, extra;
   json backend = json::object();  // merged into framework.backend
+  json distributed = nullptr;     // data-parallel runs: the top-level `distributed` section
   std::vector<std::string> summary;
 };
 
@@ -208,6 +209,7 @@ inline int finish_report(std::string_view program, json report, const Result<Run
     report["metrics"] = result->metrics;
     report["quality"] = result->quality;
     report["extra"] = result->extra;
+    if (!result->distributed.is_null()) report["distributed"] = result->distributed;
     for (auto& [key, value] : result->backend.items()) report["framework"]["backend"][key] = value;
     for (const auto& line : result->summary) std::printf("%s\n", line.c_str());
   } else {

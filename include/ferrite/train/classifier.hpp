@@ -17,6 +17,12 @@
 // CUDA the steps are enqueued asynchronously, each loss lands in a per-epoch device buffer read back
 // once per epoch, and step times are CUDA events recorded between steps; on the CPU the loss is read
 // after every step and step times are wall clock.
+// Data parallel (TrainOptions::group with world > 1, train/distributed.hpp): `batch` stays the global
+// batch; every rank trains on its DistributedSampler share of each epoch's order (data::shard_order)
+// in batches of batch / world rows, the gradients are averaged across ranks after every backward (the
+// ParameterStore's flat buffer, one deterministic all-reduce), and the reported losses are the means
+// over ranks, so every rank holds the same weights and the same history. CUDA graphs are not used
+// then (an MPI call cannot be captured).
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -31,6 +37,7 @@
 #include "ferrite/ops/index.hpp"
 #include "ferrite/ops/step.hpp"
 #include "ferrite/optim/optimizer.hpp"
+#include "ferrite/train/distributed.hpp"
 #include "ferrite/train/step_graph.hpp"
 
 namespace ferrite::train {
@@ -41,6 +48,9 @@ struct TrainOptions {
   std::uint64_t seed = 42;     // batch order: data::epoch_order(n, seed, epoch)
   std::int64_t max_steps = -1; // stop after this many steps (warm-up); < 0 = all epochs
   bool cuda_graphs = false;     // CUDA: each full-batch step as one graph launch (ignored on the CPU)
+  ProcessGroup* group = nullptr;  // data parallel when its world size is > 1 (see the top of this file)
+  TensorRef grads{};              // with a group: the flat gradient buffer to average (ParameterStore::grads)
+  bool drop_last = false;         // with a group: drop the epoch's tail instead of padding it to whole shards
 };
 
 struct TrainHistory {
@@ -110,15 +120,32 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
                       fe_format("batch must be positive and epochs non-negative, got batch={} epochs={}", options.batch,
                                 options.epochs));
   if (train.size() == 0) return make_error(ErrorCode::invalid_argument, "train_classifier", "the training set is empty");
+  const int world = options.group ? options.group->world_size() : 1;
+  const int rank = options.group ? options.group->rank() : 0;
+  if (world > 1 && (options.batch % world != 0 || !options.grads.defined()))
+    return make_error(ErrorCode::invalid_argument, "train_classifier",
+                      options.grads.defined()
+                          ? fe_format("the global batch {} does not divide among {} ranks", options.batch, world)
+                          : std::string("data-parallel training needs the flat gradient buffer (TrainOptions::grads)"));
   FE_TRY_ASSIGN(ResidentSet set, ResidentSet::create(ctx, train));
   const bool cuda = ctx.device().is_cuda();
-  const bool graphs = cuda && options.cuda_graphs && !ctx.profiler();
-  const std::int64_t n = train.size(), batches = data::num_batches(n, options.batch);
+  const bool graphs = cuda && options.cuda_graphs && !ctx.profiler() && world == 1;
+  const std::int64_t n = train.size(), local_batch = options.batch / world;
+  // This rank's share of every epoch (all of it in a world of one): the same length every epoch.
+  const auto epoch_share = [&](std::int64_t epoch) {
+    std::vector<std::int32_t> order = data::epoch_order(n, options.seed, epoch);
+    return world > 1 ? data::shard_order(order, rank, world, options.drop_last) : order;
+  };
+  const auto n_local = static_cast<std::int64_t>(epoch_share(0).size());
+  if (n_local == 0)
+    return make_error(ErrorCode::invalid_argument, "train_classifier",
+                      fe_format("{} samples leave nothing for each of {} ranks with drop_last", n, world));
+  const std::int64_t batches = data::num_batches(n_local, local_batch);
   model.train();
   nn::CrossEntropyLoss loss_fn;
   Tensor order_device, losses_device;
   if (cuda) {
-    FE_TRY_ASSIGN(order_device, Tensor::empty({n}, DType::i32, ctx.device()));
+    FE_TRY_ASSIGN(order_device, Tensor::empty({n_local}, DType::i32, ctx.device()));
     FE_TRY_ASSIGN(losses_device, Tensor::zeros({batches}, DType::f32, ctx.device()));
   }
   if (graphs) FE_TRY(ctx.enable_step_counter());
@@ -128,8 +155,8 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
   std::int64_t steps = 0;
   for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
     if (options.max_steps >= 0 && steps >= options.max_steps) break;
-    const std::vector<std::int32_t> order = data::epoch_order(n, options.seed, epoch);
-    ConstTensorRef order_ref(order.data(), DType::i32, Device::cpu(), {n});
+    const std::vector<std::int32_t> order = epoch_share(epoch);
+    ConstTensorRef order_ref(order.data(), DType::i32, Device::cpu(), {n_local});
     Stopwatch epoch_clock;
     const std::int64_t planned =
         options.max_steps >= 0 ? std::min(batches, options.max_steps - steps) : batches;
@@ -150,14 +177,14 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
         FE_TRY_ASSIGN(const int e, FE_DETAIL_CUDA_RESULT(int, "train", ctx.device().index, ctx.stream()->record_event()));
         events.push_back(e);
       }
-      const std::int64_t rows = std::min(options.batch, n - b * options.batch);
+      const std::int64_t rows = std::min(local_batch, n_local - b * local_batch);
       ConstTensorRef loss{};
       // One step, enqueued (on CUDA asynchronously; in graph mode also capturable: every per-step
       // operand follows the step counter).
       auto enqueue = [&]() -> Status {
         FE_TRY_ASSIGN(TensorRef x, ctx.workspace().allocate({rows, set.images().dim(1)}));
         FE_TRY_ASSIGN(TensorRef y, ctx.workspace().allocate({rows}, DType::i32));
-        FE_TRY(ops::gather_batch(ctx, set.images(), set.labels(), order_ref, b, options.batch, x, y));
+        FE_TRY(ops::gather_batch(ctx, set.images(), set.labels(), order_ref, b, local_batch, x, y));
         FE_TRY(optimizer.zero_grad());
         FE_TRY_ASSIGN(const ConstTensorRef logits, model.forward(ctx, x));
         if (cuda) {
@@ -167,10 +194,11 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
         }
         FE_TRY_ASSIGN(const ConstTensorRef dlogits, loss_fn.backward());
         FE_TRY(model.backward(ctx, dlogits));
+        if (world > 1) FE_TRY(options.group->all_reduce_mean(ctx, options.grads, "the gradient all-reduce"));
         FE_TRY(optimizer.step(ctx));
         return ops::advance_step_counter(ctx);
       };
-      if (graphs && rows == options.batch) {
+      if (graphs && rows == local_batch) {
         FE_TRY_ASSIGN(const StepGraph::Ran ran, graph.run(ctx, optimizer.table_generation(), enqueue));
         if (ran == StepGraph::Ran::replayed) {
           FE_TRY(optimizer.count_replayed_step());
@@ -182,9 +210,12 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
       }
       ++epoch_steps;
       ++steps;
-      epoch_samples += rows;
+      epoch_samples += rows * world;
       if (!cuda) {
-        const double l = *loss.ptr<float>();
+        double l = *loss.ptr<float>();
+        if (world > 1) {
+          FE_TRY_ASSIGN(l, options.group->mean(l, "the loss all-gather"));
+        }
         history.step_ms.push_back(step_clock.elapsed_ms());
         history.step_loss.push_back(l);
         loss_sum += l;
@@ -203,7 +234,10 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
       for (std::int64_t s = 0; s < epoch_steps; ++s) {
         FE_TRY_ASSIGN(const double ms, FE_DETAIL_CUDA_RESULT(double, "train", ctx.device().index,
                                                       ctx.stream()->elapsed_ms(events[s], events[s + 1])));
-        const double l = losses[static_cast<std::size_t>(s)];
+        double l = losses[static_cast<std::size_t>(s)];
+        if (world > 1) {
+          FE_TRY_ASSIGN(l, options.group->mean(l, "the loss all-gather"));
+        }
         history.step_ms.push_back(ms);
         history.step_loss.push_back(l);
         loss_sum += l;

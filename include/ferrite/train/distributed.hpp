@@ -1,0 +1,422 @@
+#pragma once
+// Data-parallel training across processes: a process group over MPI, the way llm.c runs on several
+// GPUs — MPI launches and bootstraps the processes (mpirun, srun) and carries the collectives; ferrite
+// adds no launcher or transport of its own.
+//
+//   auto group = train::ProcessGroup::join({"bench/mnist", 30.0});   // world 1 without a launcher
+//   group->broadcast(ctx, store.values(), 0);                         // identical initial weights
+//   per step: backward → group->all_reduce_mean(ctx, store.grads(), "gradients") → optimizer.step
+//
+// Gradient all-reduce, deterministic by construction: the flat buffer is cut into `world` shards,
+// MPI_Alltoall hands rank r every rank's copy of shard r, rank r adds them in rank order 0, 1, …,
+// world-1 and divides by world, and MPI_Allgather returns the averaged shards to everyone. The same
+// bytes move as in a ring all-reduce (2·(world-1)/world of the buffer per rank), but the sum's order
+// is fixed, so a world-size-N run is bit-identical run to run whatever algorithm MPI picks (MPI_Allreduce
+// does not promise that for floats), and every rank ends with the same bits.
+//
+// Safety: check_same_config compares every rank's configuration with rank 0's before training (the
+// mismatching ranks name the differing fields); every collective runs under a watchdog, so a peer that
+// hangs makes the others exit (code kExitPeerLost, a message naming the collective) after `timeout_s`
+// instead of waiting forever. A peer that dies is reported by the launcher (mpirun: "process rank N …
+// exited on signal 9"), which then ends the other ranks.
+//
+// Builds without MPI (meson -Dmpi=disabled, or no libopenmpi-dev) have the same API: world size 1
+// works as before, and a process started by a launcher with more than one rank is refused by name.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#if defined(FERRITE_WITH_MPI)
+#include <mpi.h>
+#endif
+
+#include "ferrite/core/clock.hpp"
+#include "ferrite/core/format.hpp"
+#include "ferrite/ops/fill.hpp"
+#include "ferrite/tensor/context.hpp"
+
+namespace ferrite::train {
+
+// Exit status of a rank whose peer stopped answering (the watchdog).
+inline constexpr int kExitPeerLost = 75;
+
+// Who started this process, from the launcher's environment variables.
+struct LaunchInfo {
+  int rank = 0, world = 1, local_rank = 0;
+  std::string launcher = "none";  // none | mpirun | slurm | pmi | torchrun
+};
+
+namespace distributed_detail {
+inline const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : nullptr;
+}
+// A non-negative integer environment variable, or -1 (absent) / -2 (not an integer).
+inline long env_int(const char* name) {
+  const char* v = env(name);
+  if (!v) return -1;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  return (end && *end == '\0' && x >= 0) ? x : -2;
+}
+}  // namespace distributed_detail
+
+// Open MPI's mpirun (OMPI_COMM_WORLD_*), Slurm's srun (SLURM_PROCID within a job step), PMI launchers
+// (PMI_RANK / PMI_SIZE: MPICH's hydra), and torchrun-style variables (RANK, WORLD_SIZE, LOCAL_RANK).
+inline Result<LaunchInfo> detect_launch() {
+  using distributed_detail::env_int;
+  struct Source {
+    const char *launcher, *rank, *world, *local;
+  };
+  static constexpr Source sources[] = {
+      {"mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
+      {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
+      {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
+      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
+  };
+  for (const Source& s : sources) {
+    const long rank = env_int(s.rank), world = env_int(s.world);
+    if (rank == -1 && world == -1) continue;
+    if (std::string_view(s.launcher) == "slurm" && !distributed_detail::env("SLURM_STEP_ID")) continue;  // sbatch shell, not srun
+    if (rank < 0 || world < 1 || rank >= world)
+      return make_error(ErrorCode::invalid_argument, "ProcessGroup",
+                        fe_format("{}={} and {}={} from the {} launcher are not a rank below a world size", s.rank,
+                                  distributed_detail::env(s.rank) ? distributed_detail::env(s.rank) : "(unset)", s.world,
+                                  distributed_detail::env(s.world) ? distributed_detail::env(s.world) : "(unset)", s.launcher));
+    const long local = env_int(s.local);
+    return LaunchInfo{static_cast<int>(rank), static_cast<int>(world), local >= 0 ? static_cast<int>(local) : 0, s.launcher};
+  }
+  return LaunchInfo{};
+}
+
+// Whether this build can form groups of more than one process.
+inline constexpr bool mpi_built() noexcept {
+#if defined(FERRITE_WITH_MPI)
+  return true;
+#else
+  return false;
+#endif
+}
+
+struct GroupOptions {
+  std::string program = "ferrite";  // names the process in watchdog messages
+  double timeout_s = 30;            // a collective that takes longer means a lost peer (≤ 0: no watchdog)
+};
+
+// Time spent inside collectives, for the report's communication share.
+struct CommStats {
+  double seconds = 0;
+  std::int64_t calls = 0;
+  std::int64_t bytes = 0;  // sent by this rank
+};
+
+class ProcessGroup {
+ public:
+  // The group of a process nobody launched with others: rank 0 of 1, no communication.
+  static ProcessGroup single() { return ProcessGroup(); }
+
+  // Joins the group of the launcher that started this process (detect_launch): MPI for mpirun, srun and
+  // PMI launchers; world 1 when there is none. Refused: a multi-rank launch in a build without MPI, and
+  // torchrun-style variables without an MPI launcher (the processes need MPI to find each other).
+  static Result<ProcessGroup> join(const GroupOptions& options = {}) {
+    FE_TRY_ASSIGN(const LaunchInfo launch, detect_launch());
+    ProcessGroup g;
+    g.launch_ = launch;
+    if (launch.world == 1) return g;  // nothing to talk to
+    if (launch.launcher == "torchrun")
+      return make_error(ErrorCode::unsupported, "ProcessGroup",
+                        fe_format("WORLD_SIZE={} from a torchrun-style launch, but ferrite's processes find each other "
+                                  "through MPI: start them with `mpirun -np {} …` (or srun) instead",
+                                  launch.world, launch.world));
+#if defined(FERRITE_WITH_MPI)
+    FE_TRY_ASSIGN(g.impl_, Impl::start(launch, options));
+    return g;
+#else
+    (void)options;
+    return make_error(ErrorCode::unsupported, "ProcessGroup",
+                      fe_format("started as rank {} of {} by {}, but this build has no MPI (install libopenmpi-dev "
+                                "and reconfigure with -Dmpi=enabled)",
+                                launch.rank, launch.world, launch.launcher));
+#endif
+  }
+
+  int rank() const noexcept { return launch_.rank; }
+  int world_size() const noexcept { return launch_.world; }
+  int local_rank() const noexcept { return launch_.local_rank; }
+  bool is_root() const noexcept { return launch_.rank == 0; }
+  const std::string& launcher() const noexcept { return launch_.launcher; }
+  // "none" (world 1), "mpi" (host buffers), "mpi (host-staged)" once a device buffer went through MPI.
+  std::string backend() const { return impl_ ? (impl_->staged ? "mpi (host-staged)" : "mpi") : "none"; }
+  CommStats stats() const noexcept { return impl_ ? impl_->stats : CommStats{}; }
+
+  // flat := the mean over ranks of every rank's flat (f32, contiguous; the same size on every rank).
+  // Deterministic (see the top of this file). A buffer on a GPU is staged through host memory.
+  Status all_reduce_mean(Context& ctx, TensorRef flat, const char* what) {
+    if (!impl_) return ok_status();
+    if (flat.dtype != DType::f32 || !flat.is_contiguous())
+      return make_error(ErrorCode::unsupported, "ProcessGroup::all_reduce_mean", "needs a contiguous f32 buffer", flat.describe());
+    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
+    FE_TRY(impl_->all_reduce_mean(host, flat.numel(), what));
+    return impl_->host_done(ctx, flat);
+  }
+
+  // The mean over ranks of one number per rank, summed in rank order (every rank gets the same value).
+  Result<double> mean(double local, const char* what) {
+    if (!impl_) return local;
+    FE_TRY_ASSIGN(const std::vector<double> all, impl_->all_gather(local, what));
+    double sum = 0;
+    for (double x : all) sum += x;
+    return sum / double(all.size());
+  }
+
+  // Every rank's value, in rank order.
+  Result<std::vector<double>> all_gather(double local, const char* what) {
+    if (!impl_) return std::vector<double>{local};
+    return impl_->all_gather(local, what);
+  }
+
+  // flat := root's flat on every rank.
+  Status broadcast(Context& ctx, TensorRef flat, int root, const char* what) {
+    if (!impl_) return ok_status();
+    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
+    FE_TRY(impl_->broadcast(host, flat.numel() * static_cast<std::int64_t>(dtype_size(flat.dtype)), root, what));
+    return impl_->host_done(ctx, flat);
+  }
+
+  // Compares this rank's configuration (name → value) with rank 0's. On a mismatch every rank fails:
+  // a mismatching rank names the fields that differ, the others name the mismatching ranks.
+  Status check_same_config(const std::vector<std::pair<std::string, std::string>>& fields) {
+    if (!impl_) return ok_status();
+    std::string mine;
+    for (const auto& [k, v] : fields) mine += k + '\x1f' + v + '\x1e';
+    std::string root = mine;
+    FE_TRY(impl_->broadcast_string(root, "the configuration check"));
+    std::map<std::string, std::string> theirs;
+    for (std::size_t pos = 0; pos < root.size();) {
+      const std::size_t sep = root.find('\x1f', pos), end = root.find('\x1e', pos);
+      if (sep == std::string::npos || end == std::string::npos || sep > end) break;
+      theirs[root.substr(pos, sep - pos)] = root.substr(sep + 1, end - sep - 1);
+      pos = end + 1;
+    }
+    std::string diff;
+    for (const auto& [k, v] : fields) {
+      const auto it = theirs.find(k);
+      const std::string other = it == theirs.end() ? "(absent)" : it->second;
+      if (other != v) diff += fe_format("{}{} = {} here, {} on rank 0", diff.empty() ? "" : "; ", k, v, other);
+    }
+    FE_TRY_ASSIGN(const std::vector<double> flags, impl_->all_gather(diff.empty() ? 0.0 : 1.0, "the configuration check"));
+    std::string bad;
+    for (std::size_t r = 0; r < flags.size(); ++r)
+      if (flags[r] != 0) bad += (bad.empty() ? "" : ", ") + std::to_string(r);
+    if (bad.empty()) return ok_status();
+    if (!diff.empty())
+      return make_error(ErrorCode::invalid_argument, "ProcessGroup",
+                        fe_format("rank {} was started with another configuration than rank 0: {}", rank(), diff));
+    return make_error(ErrorCode::invalid_argument, "ProcessGroup",
+                      fe_format("rank(s) {} were started with another configuration than rank 0 (their messages "
+                                "name the fields); every rank must get the same flags",
+                                bad));
+  }
+
+ private:
+  ProcessGroup() = default;
+
+#if defined(FERRITE_WITH_MPI)
+  // The MPI runtime of this process (initialized here, finalized when the group goes) and its watchdog.
+  struct Impl {
+    LaunchInfo launch;
+    GroupOptions options;
+    MPI_Comm comm = MPI_COMM_NULL;
+    CommStats stats;
+    bool staged = false;
+    std::vector<float> send, recv, shard;  // all-reduce scratch (kept between steps)
+    std::vector<unsigned char> host;       // staging copy of a device buffer
+
+    // Watchdog: the collective in flight (null: none) and when it started.
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool stopping = false;
+    std::atomic<const char*> in_flight{nullptr};
+    std::atomic<std::int64_t> started_ns{0};
+    std::thread watchdog;
+
+    static Result<std::unique_ptr<Impl>> start(const LaunchInfo& launch, const GroupOptions& options) {
+      int initialized = 0;
+      MPI_Initialized(&initialized);
+      if (initialized)
+        return make_error(ErrorCode::invalid_argument, "ProcessGroup", "MPI is already initialized in this process");
+      int provided = 0;
+      // FUNNELED: only this thread calls MPI (TBB workers and the watchdog never do).
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return make_error(ErrorCode::io, "ProcessGroup", "MPI_Init_thread failed");
+      auto impl = std::make_unique<Impl>();
+      impl->launch = launch;
+      impl->options = options;
+      MPI_Comm_dup(MPI_COMM_WORLD, &impl->comm);
+      MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
+      int rank = 0, world = 0;
+      MPI_Comm_rank(impl->comm, &rank);
+      MPI_Comm_size(impl->comm, &world);
+      if (rank != launch.rank || world != launch.world)
+        return make_error(ErrorCode::internal, "ProcessGroup",
+                          fe_format("MPI says rank {} of {}, the launcher's environment rank {} of {}", rank, world,
+                                    launch.rank, launch.world));
+      if (options.timeout_s > 0) impl->watchdog = std::thread([p = impl.get()] { p->watch(); });
+      return impl;
+    }
+
+    ~Impl() {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        stopping = true;
+      }
+      wake.notify_all();
+      if (watchdog.joinable()) watchdog.join();
+      if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (!finalized) MPI_Finalize();
+    }
+
+    void watch() {
+      std::unique_lock<std::mutex> lock(mutex);
+      while (!wake.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping; })) {
+        const char* what = in_flight.load(std::memory_order_acquire);
+        if (!what) continue;
+        const double waited = double(monotonic_ns() - started_ns.load(std::memory_order_acquire)) * 1e-9;
+        if (waited < options.timeout_s) continue;
+        std::fprintf(stderr,
+                     "%s: error: rank %d of %d: %s did not complete within %.0f s: another rank is hung or gone "
+                     "(the launcher's output names a rank that died); exiting\n",
+                     options.program.c_str(), launch.rank, launch.world, what, options.timeout_s);
+        std::fflush(stderr);
+        std::_Exit(kExitPeerLost);  // no MPI call can be trusted to return now
+      }
+    }
+
+    static std::int64_t monotonic_ns() {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+    }
+
+    // One collective: watched, timed, and its MPI error turned into a Status naming it.
+    template <class Call>
+    Status collective(const char* what, std::int64_t bytes, Call&& call) {
+      started_ns.store(monotonic_ns(), std::memory_order_release);
+      in_flight.store(what, std::memory_order_release);
+      Stopwatch clock;
+      const int rc = call();
+      in_flight.store(nullptr, std::memory_order_release);
+      stats.seconds += clock.elapsed_seconds();
+      ++stats.calls;
+      stats.bytes += bytes;
+      if (rc == MPI_SUCCESS) return ok_status();
+      char text[MPI_MAX_ERROR_STRING] = {};
+      int len = 0;
+      MPI_Error_string(rc, text, &len);
+      return make_error(ErrorCode::io, "ProcessGroup",
+                        fe_format("rank {} of {}: MPI failed during {}: {}", launch.rank, launch.world, what,
+                                  std::string(text, static_cast<std::size_t>(len))));
+    }
+
+    Status all_reduce_mean(float* data, std::int64_t n, const char* what) {
+      const int world = launch.world;
+      const std::int64_t s = (n + world - 1) / world;  // shard length
+      if (s > std::int64_t{1} << 30)
+        return make_error(ErrorCode::unsupported, "ProcessGroup::all_reduce_mean", fe_format("{} elements per shard", s));
+      const float* src = data;
+      if (s * world != n) {  // pad to whole shards
+        send.assign(static_cast<std::size_t>(s * world), 0.f);
+        std::copy(data, data + n, send.begin());
+        src = send.data();
+      }
+      recv.resize(static_cast<std::size_t>(s * world));
+      shard.resize(static_cast<std::size_t>(s));
+      const int count = static_cast<int>(s);
+      const std::int64_t bytes = s * (world - 1) * std::int64_t(sizeof(float));
+      FE_TRY(collective(what, bytes, [&] {
+        return MPI_Alltoall(src, count, MPI_FLOAT, recv.data(), count, MPI_FLOAT, comm);
+      }));
+      const float inv = static_cast<float>(world);
+      for (std::int64_t i = 0; i < s; ++i) {
+        float sum = recv[static_cast<std::size_t>(i)];
+        for (int r = 1; r < world; ++r) sum += recv[static_cast<std::size_t>(r * s + i)];
+        shard[static_cast<std::size_t>(i)] = sum / inv;
+      }
+      float* dst = s * world == n ? data : recv.data();
+      FE_TRY(collective(what, bytes, [&] {
+        return MPI_Allgather(shard.data(), count, MPI_FLOAT, dst, count, MPI_FLOAT, comm);
+      }));
+      if (dst != data) std::copy(recv.begin(), recv.begin() + n, data);
+      return ok_status();
+    }
+
+    Result<std::vector<double>> all_gather(double local, const char* what) {
+      std::vector<double> all(static_cast<std::size_t>(launch.world));
+      FE_TRY(collective(what, 8 * (launch.world - 1), [&] {
+        return MPI_Allgather(&local, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm);
+      }));
+      return all;
+    }
+
+    Status broadcast(void* data, std::int64_t bytes, int root, const char* what) {
+      if (bytes > std::int64_t{1} << 31)
+        return make_error(ErrorCode::unsupported, "ProcessGroup::broadcast", fe_format("{} bytes in one call", bytes));
+      return collective(what, launch.rank == root ? bytes : 0, [&] {
+        return MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm);
+      });
+    }
+
+    Status broadcast_string(std::string& text, const char* what) {
+      long long size = static_cast<long long>(text.size());
+      FE_TRY(collective(what, 8, [&] { return MPI_Bcast(&size, 1, MPI_LONG_LONG, 0, comm); }));
+      text.resize(static_cast<std::size_t>(size));
+      return broadcast(text.data(), size, 0, what);
+    }
+
+    // A host pointer to `flat`'s bytes: its own on the CPU, else a staging copy.
+    Result<float*> host_view(Context& ctx, TensorRef flat) {
+      if (flat.device.is_cpu()) return flat.ptr<float>();
+      staged = true;
+      host.resize(static_cast<std::size_t>(flat.numel()) * dtype_size(flat.dtype));
+      TensorRef h(host.data(), flat.dtype, Device::cpu(), {flat.numel()});
+      FE_TRY(ops::copy(ctx, flat, h));
+      FE_TRY(ctx.synchronize());
+      return reinterpret_cast<float*>(host.data());
+    }
+    Status host_done(Context& ctx, TensorRef flat) {
+      if (flat.device.is_cpu()) return ok_status();
+      FE_TRY(ops::copy(ctx, TensorRef(host.data(), flat.dtype, Device::cpu(), {flat.numel()}), flat));
+      return ctx.synchronize();
+    }
+  };
+  std::unique_ptr<Impl> impl_;
+#else
+  struct Impl {
+    bool staged = false;
+    CommStats stats;
+    Result<float*> host_view(Context&, TensorRef) { return make_error(ErrorCode::internal, "ProcessGroup", "no MPI"); }
+    Status host_done(Context&, TensorRef) { return ok_status(); }
+    Status all_reduce_mean(float*, std::int64_t, const char*) { return ok_status(); }
+    Result<std::vector<double>> all_gather(double x, const char*) { return std::vector<double>{x}; }
+    Status broadcast(void*, std::int64_t, int, const char*) { return ok_status(); }
+    Status broadcast_string(std::string&, const char*) { return ok_status(); }
+  };
+  std::unique_ptr<Impl> impl_;  // always null
+#endif
+  LaunchInfo launch_;
+};
+
+}  // namespace ferrite::train
