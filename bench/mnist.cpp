@@ -76,6 +76,7 @@ struct Config {
   bool tf32 = false;          // --device cuda: TF32 tensor cores in the GEMMs (off: FP32 parity)
   std::int64_t profile_steps = 0;  // > 0: after the timed run, time every op over this many steps
   double comm_timeout = 30;   // data parallel: a collective that takes longer means a lost peer
+  bool distributed = false;   // join the launcher's group even with one rank (mpirun -np 1: the MPI / NCCL path)
   bool drop_last = false;     // data parallel: drop each epoch's tail instead of padding it to whole shards
 };
 
@@ -87,7 +88,7 @@ json config_json(const Config& c) {
           {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch}, {"pin_threads", c.pin},
           {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data},
           {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"profile_steps", c.profile_steps},
-          {"comm_timeout_s", c.comm_timeout}, {"drop_last", c.drop_last}};
+          {"comm_timeout_s", c.comm_timeout}, {"drop_last", c.drop_last}, {"distributed", c.distributed}};
 }
 
 bench::BuildInfo build_info() {
@@ -167,7 +168,7 @@ std::vector<bench::NamedPath> output_paths(const Config& c) {
 
 Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup& group) {
   const int world = group.world_size();
-  if (world > 1) {  // before anything else: every rank must run the same job
+  if (group.active()) {  // before anything else: every rank must run the same job
     std::vector<std::pair<std::string, std::string>> fields;
     const json config = config_json(c);
     for (const auto& [key, value] : config.items()) fields.emplace_back(key, value.dump());
@@ -216,7 +217,7 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   OpProfiler profiler;
   FE_TRY_ASSIGN(nn::ParameterStore store, nn::ParameterStore::create(params, device));
   FE_TRY(group.broadcast(ctx, store.values(), 0, "the initial-weights broadcast"));
-  train::ProcessGroup* parallel = world > 1 ? &group : nullptr;
+  train::ProcessGroup* parallel = group.active() ? &group : nullptr;
   if (c.warmup_steps > 0) {
     FE_TRY_ASSIGN(Tensor initial, store.value_buffer().clone());
     FE_TRY_ASSIGN(auto warm_opt, optim::make_optimizer(params, opt, &store));
@@ -277,14 +278,17 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
 
   bench::RunSections out;
   std::string ranks_line;
-  if (world > 1) {  // every rank takes part in the gather; rank 0 reports
+  if (group.active()) {  // every rank takes part in the gather; rank 0 reports
     FE_TRY_ASSIGN(const std::vector<double> p50, group.all_gather(latency.p50, "the step-time gather"));
     const double comm_s = comm_after.seconds - comm_before.seconds;
     const auto steps = static_cast<double>(std::max<std::size_t>(history.step_ms.size(), 1));
     out.distributed = {{"world_size", world}, {"backend", group.backend()}, {"launcher", group.launcher()},
                        {"global_batch", c.batch}, {"per_rank_batch", c.batch / world},
-                       {"gradient_sync", "after backward, one deterministic all-reduce of the flat gradient buffer "
-                                         "(MPI_Alltoall, sum in rank order, MPI_Allgather); loss: all-gather"},
+                       {"gradient_sync", group.backend() == "nccl"
+                                             ? "after backward, one ncclAllReduce (ncclAvg) of the flat gradient buffer on the "
+                                               "step's stream; loss: all-gather"
+                                             : "after backward, one deterministic all-reduce of the flat gradient buffer "
+                                               "(MPI_Alltoall, sum in rank order, MPI_Allgather); loss: all-gather"},
                        {"per_rank_step_ms_p50", p50}, {"comm_seconds", comm_s},
                        {"comm_share", total_seconds > 0 ? comm_s / total_seconds : 0.0},
                        {"comm_bytes_per_step", double(comm_after.bytes - comm_before.bytes) / steps}};
@@ -365,6 +369,7 @@ int main(int argc, char** argv) {
   app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many extra steps (extra.profile)")->check(CLI::Range(std::int64_t{0}, kMaxExtraSteps));
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
   app.add_option("--comm-timeout", c.comm_timeout, "data parallel (mpirun): seconds a collective may take before this rank gives its peers up (0 = wait forever)")->check(CLI::Range(0.0, 86400.0));
+  app.add_flag("--distributed", c.distributed, "run the data-parallel path even with one rank (under mpirun -np 1: checks MPI, and NCCL with --device cuda)");
   app.add_flag("--drop-last", c.drop_last, "data parallel: drop each epoch's last samples instead of padding them to whole shards");
   // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
   if (const auto exit = bench::parse_or_report(app, argc, argv, "mnist", [&] {
@@ -392,7 +397,7 @@ int main(int argc, char** argv) {
   cpu::JoinWorkersAtExit join_workers;  // outlives the limit, the pinning and every parallel loop
   // The process group of the launcher (mpirun -np N: MPI; none: world 1). Ranks other than 0 print
   // only errors and write no files.
-  auto group = train::ProcessGroup::join({"bench/mnist", c.comm_timeout});
+  auto group = train::ProcessGroup::join({"bench/mnist", c.comm_timeout, c.distributed});
   const bool root = group.ok() ? group->is_root() : [] { auto l = train::detect_launch(); return !l.ok() || l->rank == 0; }();
   cpu::ThreadLimit limit(c.threads);
   std::optional<cpu::ThreadPinning> pinning;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark in ferrite and in PyTorch from the same inputs and writes a side-by-side report.
 #
-#   scripts/compare.sh mnist|qca [--device cpu|cuda|all] [--reps N] [--torch-compile] [-- EXTRA BENCH FLAGS]
+#   scripts/compare.sh mnist|qca [--device cpu|cuda|all] [--reps N] [--torch-compile] [--ranks R] [-- EXTRA BENCH FLAGS]
 #
 # Builds ferrite if needed; gets a python with torch from scripts/setup-compare.sh ($FERRITE_PYTHON to use
 # an existing one); exports the initial weights, data and batch order from ferrite; then runs ferrite and
@@ -15,6 +15,9 @@
 # Prebuilt binaries (a GPU machine without apt or Debian packages, e.g. scripts/gpu-bundle.sh's carry):
 #   FERRITE_BENCH_DIR=DIR (holding mnist / qca) skips setup.sh and build.sh; FERRITE_PYTHON then names a
 #   python with torch and safetensors (matplotlib optional: charts are skipped without it).
+# --ranks R (mnist): data parallel on both sides, each launched by `mpirun -np R` with the same core binding:
+#   ferrite's ranks over MPI, PyTorch's DistributedDataParallel over gloo (nccl on cuda), the same global
+#   batch and shards, threads / R threads per rank.
 # Exit status: non-zero if a run failed or parity failed (not when ferrite is slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +25,13 @@ cd "$(dirname "$0")/.."
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 bench=$1; shift
-device=cpu reps=5 compile=0 extra=()
+device=cpu reps=5 compile=0 ranks=1 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=${2:?--device needs a value}; shift 2 ;;
     --reps) reps=${2:?--reps needs a value}; shift 2 ;;
     --torch-compile) compile=1; shift ;;
+    --ranks) ranks=${2:?--ranks needs a value}; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) usage; exit 0 ;;
     *) echo "compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
@@ -36,6 +40,10 @@ done
 case "$bench" in mnist|qca) ;; *) echo "compare.sh: unknown benchmark '$bench' (available: mnist, qca)" >&2; exit 2 ;; esac
 case "$device" in cpu|cuda|all) ;; *) echo "compare.sh: --device must be cpu, cuda or all, got '$device'" >&2; exit 2 ;; esac
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --reps must be a positive integer, got '$reps'" >&2; exit 2; }
+[[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --ranks must be a positive integer, got '$ranks'" >&2; exit 2; }
+if [ "$ranks" -gt 1 ] && [ "$bench" != mnist ]; then
+  echo "compare.sh: --ranks is available for mnist only" >&2; exit 2
+fi
 if [ "$bench" = qca ] && [ "$compile" = 1 ]; then
   echo "compare.sh: --torch-compile is not available for qca (scripts/pytorch/qca.py runs eager only)" >&2; exit 2
 fi
@@ -53,6 +61,20 @@ else
   exe=./"${FERRITE_BUILD_DIR:-build}"/bench/$bench
 fi
 threads=${FERRITE_THREADS:-$(nproc)}
+# Data parallel: both sides start under the same mpirun (core binding per rank), threads / ranks each.
+ferrite_launch=() pytorch_launch=() ddp=()
+if [ "$ranks" -gt 1 ]; then
+  command -v mpirun >/dev/null || { echo "compare.sh: --ranks needs mpirun (Debian openmpi-bin)" >&2; exit 2; }
+  mpi=(mpirun -np "$ranks")
+  [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+  [ "$ranks" -gt "$(nproc)" ] && mpi+=(--oversubscribe)
+  threads=$(( threads / ranks > 0 ? threads / ranks : 1 ))
+  MASTER_PORT=$("${FERRITE_PYTHON:-python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export MASTER_PORT MASTER_ADDR=127.0.0.1
+  ferrite_launch=("${mpi[@]}")
+  pytorch_launch=("${mpi[@]}" -x MASTER_PORT -x MASTER_ADDR -x OMP_PROC_BIND -x OMP_PLACES)
+  ddp=(--ddp)
+fi
 # Both sides pin their threads: ferrite pins its TBB threads itself (--pin, the default); PyTorch's
 # OpenMP pool is bound to cores through the standard OpenMP variables (the caller may override them).
 export OMP_PROC_BIND=${OMP_PROC_BIND:-true} OMP_PLACES=${OMP_PLACES:-cores}
@@ -155,10 +177,10 @@ for dev in "${devices[@]}"; do
       run "PyTorch eager ($dev, repetition $i)" "$p" "$py" scripts/pytorch/qca.py "${common[@]}" \
         "${pytorch_extra[@]}" --device "$dev" "${inputs[@]}" --json "$p"
     else
-    run "ferrite ($dev, repetition $i)" "$f" \
+    run "ferrite ($dev, repetition $i)" "$f" "${ferrite_launch[@]}" \
       "$exe" "${common[@]}" "${extra[@]}" --device "$dev" --init-from "$out/init.safetensors" --json "$f"
-    run "PyTorch eager ($dev, repetition $i)" "$p" \
-      "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" --device "$dev" \
+    run "PyTorch eager ($dev, repetition $i)" "$p" "${pytorch_launch[@]}" \
+      "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" "${ddp[@]}" --device "$dev" \
       --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$p"
     fi
     [ -s "$f" ] && ferrite_json+=("$f")
@@ -166,7 +188,8 @@ for dev in "${devices[@]}"; do
     if [ "$compile" = 1 ]; then
       c=$out/pytorch-compile-$dev-$i.json
       run "PyTorch torch.compile ($dev, repetition $i)" "$c" \
-        "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" --device "$dev" --compile \
+        "${pytorch_launch[@]}" "$py" "scripts/pytorch/$bench.py" "${common[@]}" "${pytorch_extra[@]}" "${ddp[@]}" \
+        --device "$dev" --compile \
         --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$c"
       [ -s "$c" ] && compile_json+=("$c")
     fi
@@ -180,6 +203,7 @@ fi
 compile_args=()
 [ ${#compile_json[@]} -gt 0 ] && compile_args=(--torch-compile "${compile_json[@]}")
 command="scripts/compare.sh $bench --device $device --reps $reps"
+[ "$ranks" -gt 1 ] && command+=" --ranks $ranks"
 [ "$compile" = 1 ] && command+=" --torch-compile"
 [ ${#extra[@]} -gt 0 ] && command+=" -- ${extra[*]}"
 "$py" scripts/compare.py --ferrite "${ferrite_json[@]}" --pytorch "${pytorch_json[@]}" "${compile_args[@]}" \

@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 build=build-gpu-bundle
 carry=$build/carry
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" --buildtype=release -Dcuda=enabled -Dgpu_arch="${FERRITE_GPU_ARCH:-sm_90}" \
+  meson setup "$build" --buildtype=release -Dcuda=enabled -Dmpi=disabled -Dgpu_arch="${FERRITE_GPU_ARCH:-sm_90}" \
     -Dnative=false -Dcpp_args=-march=x86-64-v3 >/dev/null
 fi
+meson configure "$build" -Dmpi=disabled  # the device image has no Open MPI: MPI stays out of the bundle
 ninja -C "$build" -j"${FERRITE_JOBS:-2}" tests/test_cuda bench/mnist bench/qca
 rm -rf "$carry"
 mkdir -p "$carry/bin" "$carry/lib" "$carry/data/fashion-mnist" "$carry/python"

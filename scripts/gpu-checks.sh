@@ -96,6 +96,14 @@ fm_args=()
 
 have_torch=0
 "$py" -c 'import torch, safetensors; assert torch.cuda.is_available()' 2>/dev/null && have_torch=1
+# NCCL for the data-parallel GPU path (test Nccl.*): the toolkit's, else PyTorch's nvidia-nccl wheel's.
+if [ -z "${FERRITE_NCCL:-}" ]; then
+  for so in /usr/local/cuda/lib/libnccl.so.2 /usr/local/cuda/lib64/libnccl.so.2 \
+            "$("$py" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)"; do
+    [ -n "$so" ] && [ -f "$so" ] && { export FERRITE_NCCL=$so; break; }
+  done
+fi
+say "NCCL for the data-parallel GPU path: ${FERRITE_NCCL:-not found (test Nccl.* will skip)}"
 
 stage_tests() {  # every CUDA test: backend-ops on cuda:0 vs the f64 reference, allocator, training, graphs
   check test_cuda "$bin/test_cuda" --gtest_output="xml:$work/test_cuda.xml"

@@ -75,6 +75,7 @@
 #include "ferrite/models/mlp.hpp"
 #include "ferrite/models/qca.hpp"
 #include "ferrite/train/classifier.hpp"
+#include "ferrite/train/distributed.hpp"
 #include "ferrite/train/step_graph.hpp"
 #include "ferrite/bench/cuda_device.hpp"
 #include "ferrite/bench/environment.hpp"

@@ -5,6 +5,7 @@ ferrite exports its inputs:   bench/mnist --save-init w.safetensors --export-dat
 then:                         python scripts/pytorch/mnist.py --init-from w.safetensors --data-from d.safetensors
 Data parallel, as `mpirun -np N bench/mnist`:
                               torchrun --standalone --nproc-per-node N scripts/pytorch/mnist.py --ddp ...
+                              MASTER_PORT=29500 mpirun -x MASTER_PORT -np N python scripts/pytorch/mnist.py --ddp ...
 (DistributedDataParallel over gloo on the CPU, nccl on CUDA; --batch is the global batch, each rank takes
 its DistributedSampler share of the exported epoch order, exactly as ferrite's ranks do.)
 Flags mirror bench/mnist. Fair-timing rules (docs/benchmarks.md): equal threads, warm-up excluded (and the
@@ -193,8 +194,15 @@ def main(argv):
         torch.set_num_threads(args.threads)
     config = {k: v for k, v in vars(args).items() if k != "json"}
     if args.ddp:
-        if "WORLD_SIZE" not in os.environ:
-            print("mnist.py: --ddp needs torchrun (e.g. torchrun --standalone --nproc-per-node 2 mnist.py --ddp ...)",
+        if "WORLD_SIZE" not in os.environ and "OMPI_COMM_WORLD_SIZE" in os.environ:
+            # Started by mpirun (as scripts/compare.sh --ranks does, so both sides get the same core binding):
+            # torch.distributed's env:// rendezvous from Open MPI's variables; MASTER_PORT comes from the caller.
+            os.environ.update(RANK=os.environ["OMPI_COMM_WORLD_RANK"], WORLD_SIZE=os.environ["OMPI_COMM_WORLD_SIZE"],
+                              LOCAL_RANK=os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0"))
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if "WORLD_SIZE" not in os.environ or "MASTER_PORT" not in os.environ:
+            print("mnist.py: --ddp needs torchrun (torchrun --standalone --nproc-per-node 2 mnist.py --ddp ...) or "
+                  "mpirun with MASTER_PORT set (MASTER_PORT=29500 mpirun -x MASTER_PORT -np 2 python mnist.py --ddp ...)",
                   file=sys.stderr)
             return 2
         torch.distributed.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")

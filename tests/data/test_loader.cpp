@@ -189,3 +189,41 @@ TEST(Dataset, SliceCopiesARange) {
 }
 
 }  // namespace
+
+// torch.utils.data.DistributedSampler(shuffle=False) on range(n), written out by hand from its rule
+// (pad by repeating the start, or drop the tail; rank r takes r, r + world, ...).
+TEST(ShardOrder, MatchesDistributedSampler) {
+  std::vector<std::int32_t> order(10);
+  std::iota(order.begin(), order.end(), 0);
+  EXPECT_EQ(shard_order(order, 0, 3, false), (std::vector<std::int32_t>{0, 3, 6, 9}));
+  EXPECT_EQ(shard_order(order, 1, 3, false), (std::vector<std::int32_t>{1, 4, 7, 0}));
+  EXPECT_EQ(shard_order(order, 2, 3, false), (std::vector<std::int32_t>{2, 5, 8, 1}));
+  EXPECT_EQ(shard_order(order, 0, 3, true), (std::vector<std::int32_t>{0, 3, 6}));
+  EXPECT_EQ(shard_order(order, 2, 3, true), (std::vector<std::int32_t>{2, 5, 8}));
+  EXPECT_EQ(shard_order(order, 0, 1, false), order);  // a world of one keeps everything
+  const std::vector<std::int32_t> two{7, 9};  // fewer samples than ranks: padding repeats them
+  for (int r = 0; r < 5; ++r) EXPECT_EQ(shard_order(two, r, 5, false), (std::vector<std::int32_t>{two[r % 2]})) << r;
+  for (int r = 0; r < 5; ++r) EXPECT_TRUE(shard_order(two, r, 5, true).empty()) << r;
+}
+
+// What makes N ranks x batch B/N train like 1 rank x batch B: batch b of every rank's share together
+// holds exactly the rows of batch b of the whole order.
+TEST(ShardOrder, RankBatchesTogetherAreTheGlobalBatch) {
+  const std::int64_t n = 1000, batch = 32;
+  const auto order = epoch_order(n, 42, 3);
+  for (int world : {2, 4, 8}) {
+    std::vector<std::vector<std::int32_t>> shares;
+    for (int r = 0; r < world; ++r) shares.push_back(shard_order(order, r, world, false));
+    const std::int64_t local = batch / world;
+    for (std::int64_t b = 0; b < num_batches(n, batch); ++b) {
+      std::vector<std::int32_t> got, want(order.begin() + b * batch, order.begin() + std::min(n, (b + 1) * batch));
+      for (const auto& s : shares) {
+        const auto part = batch_indices(s, b, local);
+        got.insert(got.end(), part.begin(), part.end());
+      }
+      std::sort(got.begin(), got.end());
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(got, want) << "world " << world << " batch " << b;
+    }
+  }
+}

@@ -17,12 +17,12 @@
 // CUDA the steps are enqueued asynchronously, each loss lands in a per-epoch device buffer read back
 // once per epoch, and step times are CUDA events recorded between steps; on the CPU the loss is read
 // after every step and step times are wall clock.
-// Data parallel (TrainOptions::group with world > 1, train/distributed.hpp): `batch` stays the global
-// batch; every rank trains on its DistributedSampler share of each epoch's order (data::shard_order)
-// in batches of batch / world rows, the gradients are averaged across ranks after every backward (the
-// ParameterStore's flat buffer, one deterministic all-reduce), and the reported losses are the means
-// over ranks, so every rank holds the same weights and the same history. CUDA graphs are not used
-// then (an MPI call cannot be captured).
+// Data parallel (TrainOptions::group active: world > 1, or a group joined even_alone;
+// train/distributed.hpp): `batch` stays the global batch; every rank trains on its DistributedSampler
+// share of each epoch's order (data::shard_order) in batches of batch / world rows, the gradients are
+// averaged across ranks after every backward (the ParameterStore's flat buffer, one all-reduce), and the
+// reported losses are the means over ranks, so every rank holds the same weights and the same history.
+// CUDA graphs are not used then (an MPI call cannot be captured).
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -120,16 +120,17 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
                       fe_format("batch must be positive and epochs non-negative, got batch={} epochs={}", options.batch,
                                 options.epochs));
   if (train.size() == 0) return make_error(ErrorCode::invalid_argument, "train_classifier", "the training set is empty");
-  const int world = options.group ? options.group->world_size() : 1;
-  const int rank = options.group ? options.group->rank() : 0;
-  if (world > 1 && (options.batch % world != 0 || !options.grads.defined()))
+  const bool parallel = options.group && options.group->active();
+  const int world = parallel ? options.group->world_size() : 1;
+  const int rank = parallel ? options.group->rank() : 0;
+  if (parallel && (options.batch % world != 0 || !options.grads.defined()))
     return make_error(ErrorCode::invalid_argument, "train_classifier",
                       options.grads.defined()
                           ? fe_format("the global batch {} does not divide among {} ranks", options.batch, world)
                           : std::string("data-parallel training needs the flat gradient buffer (TrainOptions::grads)"));
   FE_TRY_ASSIGN(ResidentSet set, ResidentSet::create(ctx, train));
   const bool cuda = ctx.device().is_cuda();
-  const bool graphs = cuda && options.cuda_graphs && !ctx.profiler() && world == 1;
+  const bool graphs = cuda && options.cuda_graphs && !ctx.profiler() && !parallel;
   const std::int64_t n = train.size(), local_batch = options.batch / world;
   // This rank's share of every epoch (all of it in a world of one): the same length every epoch.
   const auto epoch_share = [&](std::int64_t epoch) {
@@ -194,7 +195,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
         }
         FE_TRY_ASSIGN(const ConstTensorRef dlogits, loss_fn.backward());
         FE_TRY(model.backward(ctx, dlogits));
-        if (world > 1) FE_TRY(options.group->all_reduce_mean(ctx, options.grads, "the gradient all-reduce"));
+        if (parallel) FE_TRY(options.group->all_reduce_mean(ctx, options.grads, "the gradient all-reduce"));
         FE_TRY(optimizer.step(ctx));
         return ops::advance_step_counter(ctx);
       };
@@ -213,7 +214,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
       epoch_samples += rows * world;
       if (!cuda) {
         double l = *loss.ptr<float>();
-        if (world > 1) {
+        if (parallel) {
           FE_TRY_ASSIGN(l, options.group->mean(l, "the loss all-gather"));
         }
         history.step_ms.push_back(step_clock.elapsed_ms());
@@ -235,7 +236,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
         FE_TRY_ASSIGN(const double ms, FE_DETAIL_CUDA_RESULT(double, "train", ctx.device().index,
                                                       ctx.stream()->elapsed_ms(events[s], events[s + 1])));
         double l = losses[static_cast<std::size_t>(s)];
-        if (world > 1) {
+        if (parallel) {
           FE_TRY_ASSIGN(l, options.group->mean(l, "the loss all-gather"));
         }
         history.step_ms.push_back(ms);

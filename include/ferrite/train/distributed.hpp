@@ -20,6 +20,11 @@
 // instead of waiting forever. A peer that dies is reported by the launcher (mpirun: "process rank N …
 // exited on signal 9"), which then ends the other ranks.
 //
+// Device buffers (a CUDA context) go through NCCL on the context's stream (ncclAvg: no host copy, no
+// sync; NCCL's own order, fixed for a given world size and topology), its unique id broadcast over MPI
+// as llm.c does; where NCCL cannot be loaded they are staged through host memory and the reason is
+// reported (backend "mpi (host-staged: …)").
+//
 // Builds without MPI (meson -Dmpi=disabled, or no libopenmpi-dev) have the same API: world size 1
 // works as before, and a process started by a launcher with more than one rank is refused by name.
 #include <atomic>
@@ -42,6 +47,8 @@
 #include <mpi.h>
 #endif
 
+#include "ferrite/backend/cuda/collectives.hpp"
+#include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/core/clock.hpp"
 #include "ferrite/core/format.hpp"
 #include "ferrite/ops/fill.hpp"
@@ -113,6 +120,7 @@ inline constexpr bool mpi_built() noexcept {
 struct GroupOptions {
   std::string program = "ferrite";  // names the process in watchdog messages
   double timeout_s = 30;            // a collective that takes longer means a lost peer (≤ 0: no watchdog)
+  bool even_alone = false;          // join MPI (and NCCL) with a world of one too: exercises the collectives
 };
 
 // Time spent inside collectives, for the report's communication share.
@@ -134,7 +142,7 @@ class ProcessGroup {
     FE_TRY_ASSIGN(const LaunchInfo launch, detect_launch());
     ProcessGroup g;
     g.launch_ = launch;
-    if (launch.world == 1) return g;  // nothing to talk to
+    if (launch.world == 1 && !options.even_alone) return g;  // nothing to talk to
     if (launch.launcher == "torchrun")
       return make_error(ErrorCode::unsupported, "ProcessGroup",
                         fe_format("WORLD_SIZE={} from a torchrun-style launch, but ferrite's processes find each other "
@@ -157,8 +165,11 @@ class ProcessGroup {
   int local_rank() const noexcept { return launch_.local_rank; }
   bool is_root() const noexcept { return launch_.rank == 0; }
   const std::string& launcher() const noexcept { return launch_.launcher; }
-  // "none" (world 1), "mpi" (host buffers), "mpi (host-staged)" once a device buffer went through MPI.
-  std::string backend() const { return impl_ ? (impl_->staged ? "mpi (host-staged)" : "mpi") : "none"; }
+  // Whether collectives run (a group of more than one, or one joined even_alone).
+  bool active() const noexcept { return impl_ != nullptr; }
+  // "none" (no group), "mpi" (host buffers), "nccl" (device buffers through NCCL), "mpi (host-staged: why)"
+  // (device buffers through host memory).
+  std::string backend() const { return impl_ ? impl_->backend_name() : "none"; }
   CommStats stats() const noexcept { return impl_ ? impl_->stats : CommStats{}; }
 
   // flat := the mean over ranks of every rank's flat (f32, contiguous; the same size on every rank).
@@ -167,6 +178,10 @@ class ProcessGroup {
     if (!impl_) return ok_status();
     if (flat.dtype != DType::f32 || !flat.is_contiguous())
       return make_error(ErrorCode::unsupported, "ProcessGroup::all_reduce_mean", "needs a contiguous f32 buffer", flat.describe());
+    if (flat.device.is_cuda()) {
+      FE_TRY_ASSIGN(const bool nccl, impl_->ensure_nccl(ctx));
+      if (nccl) return impl_->nccl_all_reduce_mean(ctx, flat, what);
+    }
     FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
     FE_TRY(impl_->all_reduce_mean(host, flat.numel(), what));
     return impl_->host_done(ctx, flat);
@@ -190,8 +205,15 @@ class ProcessGroup {
   // flat := root's flat on every rank.
   Status broadcast(Context& ctx, TensorRef flat, int root, const char* what) {
     if (!impl_) return ok_status();
+    if (!flat.is_contiguous())
+      return make_error(ErrorCode::unsupported, "ProcessGroup::broadcast", "needs a contiguous buffer", flat.describe());
+    const std::int64_t bytes = flat.numel() * static_cast<std::int64_t>(dtype_size(flat.dtype));
+    if (flat.device.is_cuda()) {
+      FE_TRY_ASSIGN(const bool nccl, impl_->ensure_nccl(ctx));
+      if (nccl) return impl_->nccl_broadcast(ctx, flat, bytes, root, what);
+    }
     FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
-    FE_TRY(impl_->broadcast(host, flat.numel() * static_cast<std::int64_t>(dtype_size(flat.dtype)), root, what));
+    FE_TRY(impl_->broadcast(host, bytes, root, what));
     return impl_->host_done(ctx, flat);
   }
 
@@ -242,6 +264,74 @@ class ProcessGroup {
     CommStats stats;
     bool staged = false;
     std::vector<float> send, recv, shard;  // all-reduce scratch (kept between steps)
+    // NCCL for device buffers: made at the first device collective (every rank reaches it at the same
+    // point); a shared_ptr so that builds without the CUDA backend never instantiate its destructor.
+    std::shared_ptr<cuda::NcclComm> nccl;
+    bool nccl_tried = false;
+    std::string nccl_failure;  // why device buffers are staged through host memory instead
+    std::string nccl_version;
+
+    std::string backend_name() const {
+      if (nccl) return "nccl";
+      if (staged) return nccl_failure.empty() ? "mpi (host-staged)" : "mpi (host-staged: " + nccl_failure + ")";
+      return "mpi";
+    }
+
+    // Whether device collectives go through NCCL. Rank 0 makes the id (or fails to load NCCL) and
+    // broadcasts it with a flag, so every rank takes the same road.
+    Result<bool> ensure_nccl(Context& ctx) {
+      if (nccl_tried) return nccl != nullptr;
+      nccl_tried = true;
+      const int device = ctx.device().index;
+      struct {
+        cuda::NcclUniqueId id;
+        std::int32_t ok = 0;
+      } message;
+      if (launch.rank == 0) {
+        auto id = FE_DETAIL_CUDA_RESULT(cuda::NcclUniqueId, "ProcessGroup", device, cuda::NcclComm::unique_id());
+        if (id.ok()) {
+          message.id = *id;
+          message.ok = 1;
+        } else {
+          nccl_failure = id.error().message;
+        }
+      }
+      FE_TRY(broadcast(&message, sizeof(message), 0, "the NCCL id broadcast"));
+      if (!message.ok) {
+        if (nccl_failure.empty()) nccl_failure = "rank 0 could not start NCCL";
+        return false;
+      }
+      Status made = ok_status();
+      FE_TRY(collective("NCCL communicator creation", 0, [&] {
+        made = FE_DETAIL_CUDA("ProcessGroup", device, [&]() -> Status {
+          FE_TRY_ASSIGN(std::unique_ptr<cuda::NcclComm> comm, cuda::NcclComm::create(device, launch.world, launch.rank, message.id));
+          nccl_version = comm->version();
+          nccl = std::move(comm);
+          return ok_status();
+        }());
+        return MPI_SUCCESS;
+      }));
+      FE_TRY(made);  // a rank that cannot join fails; the others' NCCL init then fails or times out
+      return true;
+    }
+
+    Status nccl_all_reduce_mean(Context& ctx, TensorRef flat, const char* what) {
+      Status s = ok_status();
+      FE_TRY(collective(what, flat.numel() * 4 * 2 * (launch.world - 1) / launch.world, [&] {
+        s = FE_DETAIL_CUDA("ProcessGroup", ctx.device().index,
+                           nccl->all_reduce_mean(*ctx.stream(), flat.ptr<float>(), flat.numel()));
+        return MPI_SUCCESS;
+      }));
+      return s;
+    }
+    Status nccl_broadcast(Context& ctx, TensorRef flat, std::int64_t bytes, int root, const char* what) {
+      Status s = ok_status();
+      FE_TRY(collective(what, launch.rank == root ? bytes : 0, [&] {
+        s = FE_DETAIL_CUDA("ProcessGroup", ctx.device().index, nccl->broadcast(*ctx.stream(), flat.data, bytes, root));
+        return MPI_SUCCESS;
+      }));
+      return s;
+    }
     std::vector<unsigned char> host;       // staging copy of a device buffer
 
     // Watchdog: the collective in flight (null: none) and when it started.
@@ -407,6 +497,10 @@ class ProcessGroup {
   struct Impl {
     bool staged = false;
     CommStats stats;
+    std::string backend_name() const { return "none"; }
+    Result<bool> ensure_nccl(Context&) { return false; }
+    Status nccl_all_reduce_mean(Context&, TensorRef, const char*) { return ok_status(); }
+    Status nccl_broadcast(Context&, TensorRef, std::int64_t, int, const char*) { return ok_status(); }
     Result<float*> host_view(Context&, TensorRef) { return make_error(ErrorCode::internal, "ProcessGroup", "no MPI"); }
     Status host_done(Context&, TensorRef) { return ok_status(); }
     Status all_reduce_mean(float*, std::int64_t, const char*) { return ok_status(); }

@@ -6,7 +6,6 @@
 // -lcudart alone), which would inflate the host-memory figure of every CPU run of a CUDA-enabled
 // bench/mnist. Loaded lazily, only a program that runs a GEMM on the GPU pays it.
 #include <cublas_v2.h>
-#include <dlfcn.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -14,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ferrite/backend/cuda/impl/dl_loader.cuh"
 #include "ferrite/core/result.hpp"
 
 namespace ferrite::cuda::detail {
@@ -52,23 +52,14 @@ inline Result<const CublasApi*> cublas_api() {
     for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
       if (const char* root = std::getenv(var)) candidates.push_back(std::string(root) + "/lib64/" + so);
     candidates.push_back("/usr/local/cuda/lib64/" + so);
-    void* handle = nullptr;
     std::string tried;
-    for (const auto& name : candidates) {
-      handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (handle) break;
-      const char* why = dlerror();
-      tried += (tried.empty() ? "" : "; ") + name + ": " + (why ? why : "not found");
-    }
+    void* handle = open_first(candidates, tried);
     if (!handle) {
       failure = "cannot load cuBLAS (" + tried + "); install the CUDA toolkit's cuBLAS " FE_DETAIL_STR(
                     CUBLAS_VER_MAJOR) ".x, put its directory on LD_LIBRARY_PATH or name the file in FERRITE_CUBLAS";
       return;
     }
-    auto bind = [&](auto& fn, const char* symbol) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(handle, symbol));
-      if (!fn) failure += std::string(failure.empty() ? "" : ", ") + symbol;
-    };
+    auto bind = [&](auto& fn, const char* symbol) { bind_symbol(handle, fn, symbol, failure); };
     bind(api.create, "cublasCreate_v2");
     bind(api.destroy, "cublasDestroy_v2");
     bind(api.set_stream, "cublasSetStream_v2");
