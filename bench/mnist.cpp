@@ -6,6 +6,7 @@
 //   ./build/bench/mnist --save-init w.safetensors --export-data d.safetensors   (inputs for PyTorch)
 //   ./build/bench/mnist --device cuda                      the same code on the GPU (only the Context differs)
 //   mpirun -np 2 ./build/bench/mnist                       data parallel: 2 ranks × batch 16 (global batch 32)
+//   ./build/bench/mnist --epochs 2 --checkpoint ck.safetensors, then --epochs 5 --resume ck.safetensors
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -37,6 +38,7 @@
 #include "ferrite/bench/profile.hpp"
 #include "ferrite/nn/state_dict.hpp"
 #include "ferrite/optim/factory.hpp"
+#include "ferrite/train/checkpoint.hpp"
 #include "ferrite/train/classifier.hpp"
 
 using namespace ferrite;
@@ -76,6 +78,8 @@ struct Config {
   bool tf32 = false;          // --device cuda: TF32 tensor cores in the GEMMs (off: FP32 parity)
   std::int64_t profile_steps = 0;  // > 0: after the timed run, time every op over this many steps
   double comm_timeout = 30;   // data parallel: a collective that takes longer means a lost peer
+  std::string checkpoint;     // written after every epoch (rank 0, atomically)
+  std::string resume;         // continue from this checkpoint (any world size)
   bool distributed = false;   // join the launcher's group even with one rank (mpirun -np 1: the MPI / NCCL path)
   bool drop_last = false;     // data parallel: drop each epoch's tail instead of padding it to whole shards
 };
@@ -88,7 +92,8 @@ json config_json(const Config& c) {
           {"warmup_steps", c.warmup_steps}, {"eval_batch", c.eval_batch}, {"pin_threads", c.pin},
           {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data},
           {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"profile_steps", c.profile_steps},
-          {"comm_timeout_s", c.comm_timeout}, {"drop_last", c.drop_last}, {"distributed", c.distributed}};
+          {"comm_timeout_s", c.comm_timeout}, {"drop_last", c.drop_last}, {"distributed", c.distributed},
+          {"checkpoint", c.checkpoint}, {"resume", c.resume}};
 }
 
 bench::BuildInfo build_info() {
@@ -151,10 +156,20 @@ train::TrainOptions warmup_options(const Config& c, std::int64_t train_size) {
           c.cuda_graphs};
 }
 
+// What a checkpoint must agree on to be resumed by this run (not the world size or threads: a
+// checkpoint holds the global state and resumes anywhere).
+io::SafetensorsMetadata checkpoint_fields(const Config& c, const data::Dataset& train) {
+  return {{"model", "mlp 784-128-64-10"},        {"dataset", c.dataset},
+          {"train_samples", std::to_string(train.size())}, {"batch", std::to_string(c.batch)},
+          {"seed", std::to_string(c.seed)},       {"optimizer_flags", fmt::format("lr={:g} momentum={:g} weight_decay={:g}", c.lr, c.momentum, c.weight_decay)}};
+}
+
 // Every file the run reads (the weights, the Fashion-MNIST files) and every file it writes but the
 // JSON report (checked in main, before a report could overwrite anything).
 std::vector<bench::NamedPath> input_paths(const Config& c) {
   std::vector<bench::NamedPath> in{{"--init-from", c.init_from}};
+  // Resuming from the file the run keeps checkpointing to is the usual loop: it is read before any write.
+  if (c.resume != c.checkpoint) in.push_back({"--resume", c.resume});
   if (c.dataset == "fashion-mnist")
     for (const char* name : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                              "t10k-labels-idx1-ubyte"})
@@ -163,7 +178,7 @@ std::vector<bench::NamedPath> input_paths(const Config& c) {
   return in;
 }
 std::vector<bench::NamedPath> output_paths(const Config& c) {
-  return {{"--save-init", c.save_init}, {"--export-data", c.export_data}};
+  return {{"--save-init", c.save_init}, {"--export-data", c.export_data}, {"--checkpoint", c.checkpoint}};
 }
 
 Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup& group) {
@@ -228,11 +243,25 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   }
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt, &store));
+  std::int64_t first_epoch = 0;
+  if (!c.resume.empty()) {  // every rank reads the same file: the same weights and state everywhere
+    FE_TRY_ASSIGN(const train::CheckpointInfo info, train::load_checkpoint(c.resume, *optimizer, checkpoint_fields(c, train)));
+    if (info.epochs_done >= c.epochs)
+      return make_error(ErrorCode::invalid_argument, "bench/mnist",
+                        fmt::format("{}: the checkpoint has {} epoch(s) done, --epochs {} leaves nothing to train", c.resume,
+                                    info.epochs_done, c.epochs));
+    first_epoch = info.epochs_done;
+  }
+  auto on_epoch = [&](std::int64_t done) -> Status {
+    if (c.checkpoint.empty() || !group.is_root()) return ok_status();
+    return train::save_checkpoint(c.checkpoint, *optimizer, done, checkpoint_fields(c, train));
+  };
   const train::CommStats comm_before = group.stats();
   FE_TRY_ASSIGN(const train::TrainHistory history,
                 train::train_classifier(ctx, model, *optimizer, train,
-                                        {c.batch, c.epochs, c.seed, -1, c.cuda_graphs, parallel, store.grads(), c.drop_last},
-                                        on_step));
+                                        {c.batch, c.epochs, c.seed, -1, c.cuda_graphs, parallel, store.grads(), c.drop_last,
+                                         first_epoch},
+                                        on_step, on_epoch));
   const train::CommStats comm_after = group.stats();
   FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(ctx, model, train, c.eval_batch));
   FE_TRY_ASSIGN(auto test_eval, train::evaluate_classifier(ctx, model, test, c.eval_batch));
@@ -312,7 +341,8 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
                  {"test_loss", test_eval.loss}, {"loss_per_step", history.step_loss}};
   out.extra = {{"model", "mlp 784-128-64-10"}, {"profile", profile}, {"parameters", [&] { std::int64_t n = 0; for (auto& p : params) n += p.value->numel(); return n; }()},
                {"train_samples", train.size()}, {"test_samples", test.size()},
-               {"steps", static_cast<std::int64_t>(history.step_ms.size())}, {"step_time", trained.step_time}};
+               {"steps", static_cast<std::int64_t>(history.step_ms.size())}, {"step_time", trained.step_time},
+               {"resumed_after_epochs", first_epoch}};
 
   auto& s = out.summary;
   s.push_back(fmt::format("ferrite bench/mnist — {} ({} train / {} test), batch {}, {} epochs, {} lr {:g}, {} thread(s)",
@@ -323,7 +353,7 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   if (!ranks_line.empty()) s.push_back(ranks_line);
   s.push_back(fmt::format("{:>6} {:>12} {:>14}", "epoch", "mean loss", "samples/s"));
   for (std::size_t e = 0; e < history.epoch_loss.size(); ++e)
-    s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.0f}", e + 1, history.epoch_loss[e], epoch_throughput[e]));
+    s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.0f}", first_epoch + std::int64_t(e) + 1, history.epoch_loss[e], epoch_throughput[e]));
   s.push_back(fmt::format("throughput   {:.0f} samples/s (median of epochs), {:.1f} GFLOP/s", throughput,
                           throughput * flops_per_sample(model) / 1e9));
   s.push_back(fmt::format("step latency p50 {:.1f} µs, p95 {:.1f} µs, p99 {:.1f} µs", latency.p50 * 1e3,
@@ -370,6 +400,8 @@ int main(int argc, char** argv) {
   app.add_flag("--tf32", c.tf32, "--device cuda: allow TF32 tensor cores in the GEMMs (default off: FP32)");
   app.add_option("--comm-timeout", c.comm_timeout, "data parallel (mpirun): seconds a collective may take before this rank gives its peers up (0 = wait forever)")->check(CLI::Range(0.0, 86400.0));
   app.add_flag("--distributed", c.distributed, "run the data-parallel path even with one rank (under mpirun -np 1: checks MPI, and NCCL with --device cuda)");
+  app.add_option("--checkpoint", c.checkpoint, "after every epoch, write weights + optimizer state + step here (safetensors, atomically; rank 0)")->check(bench::kPath);
+  app.add_option("--resume", c.resume, "continue from this checkpoint: the epochs after those it has done (any world size)")->check(bench::kPath);
   app.add_flag("--drop-last", c.drop_last, "data parallel: drop each epoch's last samples instead of padding them to whole shards");
   // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
   if (const auto exit = bench::parse_or_report(app, argc, argv, "mnist", [&] {

@@ -152,7 +152,10 @@ def speed_row(label, docs):
             "unit": ok[0]["metrics"]["throughput"]["unit"], "latency": lat, "host_mb": mem, "device_mb": dev_mem,
             "final_loss": q["energy"] if ok[0].get("benchmark") == "qca" else q["final_loss"],
             "train_accuracy": q.get("train_accuracy"), "test_accuracy": q.get("test_accuracy"),
-            "threads": ok[0]["device"].get("threads"), "version": ok[0]["framework"]["version"]}
+            "threads": ok[0]["device"].get("threads"), "version": ok[0]["framework"]["version"],
+            "distributed": ok[0].get("distributed"),
+            "comm_share": median([d["distributed"]["comm_share"] for d in ok])
+            if all("comm_share" in (d.get("distributed") or {}) for d in ok) else None}
 
 
 def run_mode(docs):
@@ -366,7 +369,13 @@ def build_report(ferrite, pytorch, compiled, title, command):
             lat = r["latency"]
             dev = "–" if r["device_mb"] is None else f"{r['device_mb']:.1f}"
             shown = f"ferrite {fmode}" if r["label"] == "ferrite" and fmode else r["label"]
-            lines.append(f"| {shown} ({r['version']}, {r['threads']} threads) | {fmt_tp(r)} {r['unit']} | "
+            dist = r.get("distributed")
+            if dist:  # data parallel: ranks x threads, the transport, and (ferrite) the time in collectives
+                comm = "" if r.get("comm_share") is None else f", {100 * r['comm_share']:.0f} % in collectives"
+                where = f"{dist['world_size']} ranks × {r['threads']} threads, {dist['backend']}{comm}"
+            else:
+                where = f"{r['threads']} threads"
+            lines.append(f"| {shown} ({r['version']}, {where}) | {fmt_tp(r)} {r['unit']} | "
                          f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f} | {r['host_mb']:.1f} | {dev} | "
                          f"{r['final_loss']:.6f} | {fmt_acc(r['train_accuracy'])} | {fmt_acc(r['test_accuracy'])} |")
         lines.append("")

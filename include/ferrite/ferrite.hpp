@@ -74,6 +74,7 @@
 #include "ferrite/optim/sgd.hpp"
 #include "ferrite/models/mlp.hpp"
 #include "ferrite/models/qca.hpp"
+#include "ferrite/train/checkpoint.hpp"
 #include "ferrite/train/classifier.hpp"
 #include "ferrite/train/distributed.hpp"
 #include "ferrite/train/step_graph.hpp"

@@ -200,6 +200,7 @@ def main(argv):
             os.environ.update(RANK=os.environ["OMPI_COMM_WORLD_RANK"], WORLD_SIZE=os.environ["OMPI_COMM_WORLD_SIZE"],
                               LOCAL_RANK=os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0"))
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ["FERRITE_DDP_LAUNCHER"] = "mpirun"
         if "WORLD_SIZE" not in os.environ or "MASTER_PORT" not in os.environ:
             print("mnist.py: --ddp needs torchrun (torchrun --standalone --nproc-per-node 2 mnist.py --ddp ...) or "
                   "mpirun with MASTER_PORT set (MASTER_PORT=29500 mpirun -x MASTER_PORT -np 2 python mnist.py --ddp ...)",
@@ -327,7 +328,8 @@ def run(args, device, report):
         every = [torch.zeros_like(p50) for _ in range(dist[1])]
         torch.distributed.all_gather(every, p50)
         report["distributed"] = {
-            "world_size": dist[1], "backend": torch.distributed.get_backend(), "launcher": "torchrun",
+            "world_size": dist[1], "backend": torch.distributed.get_backend(),
+            "launcher": os.environ.get("FERRITE_DDP_LAUNCHER", "torchrun"),
             "global_batch": args.batch, "per_rank_batch": args.batch // dist[1],
             "gradient_sync": "DistributedDataParallel: bucketed all-reduce overlapped with backward; loss: all-reduce",
             "per_rank_step_ms_p50": [float(t) for t in torch.cat(every)]}

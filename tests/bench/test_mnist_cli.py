@@ -211,6 +211,40 @@ with tempfile.TemporaryDirectory() as tmp:
         check(p.returncode != 0, f"{args} exited 0", p)
         check(needle in (p.stderr + p.stdout), f"{args}: message does not mention {needle!r}", p)
 
+    # 6. Checkpoints: 1 epoch + --checkpoint, then --resume to 2 epochs, equals the 2-epoch run bit for bit
+    # (steps, weights through the test loss). A bad checkpoint is refused by name and left as it was.
+    ck, whole, resumed = (os.path.join(tmp, n) for n in ("ck.safetensors", "whole.json", "resumed.json"))
+
+    def tiny_with(flag, value):  # TINY with one of its flags changed (CLI11 refuses a repeated option)
+        args = list(TINY)
+        args[args.index(flag) + 1] = value
+        return args
+
+    p = run(TINY + ["--json", whole])
+    p1 = run(tiny_with("--epochs", "1") + ["--checkpoint", ck])
+    p2 = run(TINY + ["--resume", ck, "--json", resumed])
+    check(p.returncode == 0 and p1.returncode == 0 and p2.returncode == 0, "checkpoint runs failed", p2 if p1.returncode == 0 else p1)
+    if all(os.path.exists(x) for x in (whole, resumed)):
+        wd, r = json.load(open(whole)), json.load(open(resumed))
+        check(wd["quality"]["loss_per_step"][13:] == r["quality"]["loss_per_step"],
+              "the resumed epoch's losses differ from the uninterrupted run's")
+        check(wd["quality"]["test_loss"] == r["quality"]["test_loss"], "the resumed run ends with other weights")
+        check(r["extra"].get("resumed_after_epochs") == 1 and len(r["quality"]["loss_per_epoch"]) == 1,
+              f"resumed run's extra/epochs: {r['extra'].get('resumed_after_epochs')}, {r['quality']['loss_per_epoch']}")
+    ck_bytes = open(ck, "rb").read() if os.path.exists(ck) else b""
+    truncated = os.path.join(tmp, "truncated.safetensors")
+    open(truncated, "wb").write(ck_bytes[:len(ck_bytes) // 2])
+    for args, needle in [
+        (tiny_with("--batch", "8") + ["--resume", ck], "batch is '16' in the checkpoint, '8' here"),
+        (TINY + ["--resume", ck, "--optimizer", "sgd"], "it holds Adam state, this run uses SGD"),
+        (tiny_with("--epochs", "1") + ["--resume", ck], "leaves nothing to train"),
+        (TINY + ["--resume", w], "not a ferrite checkpoint"),  # a weights file (--save-init) is not a checkpoint
+        (TINY + ["--resume", truncated], "truncated.safetensors"),
+    ]:
+        p = run(args + ["--checkpoint", ck])
+        check(p.returncode != 0 and needle in p.stderr, f"{args}: not refused with {needle!r}", p)
+    check(open(ck, "rb").read() == ck_bytes, "a refused --resume changed the checkpoint it names")
+
 if failures:
     print("FAILED:\n- " + "\n- ".join(failures))
     sys.exit(1)

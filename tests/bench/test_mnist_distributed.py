@@ -92,6 +92,23 @@ with tempfile.TemporaryDirectory() as tmp:
               f"distributed section: {d}")
         check(json.load(open(one)).get("distributed") is None, "a 1-rank run has a distributed section")
 
+    # 1b. Checkpoints hold the global state: 2 ranks write one after epoch 2 (rank 0 alone), 1 rank resumes it
+    # for epoch 3 and follows the 2-rank run's epoch 3 (the world size changes only the rounding).
+    ck, resumed = os.path.join(tmp, "ck.safetensors"), os.path.join(tmp, "resumed.json")
+    two_epochs = [a if a != "3" else "2" for a in TINY]  # TINY's "--epochs 3" -> 2
+    p = mpirun(["-np", "2", MNIST, *two_epochs, "--batch", "32", "--checkpoint", ck])
+    check(p.returncode == 0 and os.path.exists(ck), "2-rank run with --checkpoint failed", p)
+    leftovers = [n for n in os.listdir(tmp) if ".tmp." in n]
+    check(not leftovers, f"temporary checkpoint files left behind: {leftovers}")
+    p = subprocess.run([MNIST, *TINY, "--threads", "1", "--batch", "32", "--resume", ck, "--json", resumed],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, "1-rank resume of a 2-rank checkpoint failed", p)
+    if p.returncode == 0 and os.path.exists(two_a):
+        r3 = json.load(open(resumed))["quality"]["loss_per_step"]
+        t3 = json.load(open(two_a))["quality"]["loss_per_step"][64:]
+        worst = max(abs(a - b) / abs(a) for a, b in zip(t3, r3)) if len(r3) == len(t3) == 32 else float("inf")
+        check(worst <= 1e-5, f"epoch 3 resumed on 1 rank differs from the 2-rank run by {worst:.3g} relative")
+
     # 2. Refusals: a batch that does not divide, and ranks with different flags (MPMD launch).
     p = mpirun(["-np", "2", MNIST, *TINY, "--batch", "33"])
     check(p.returncode != 0 and "must divide among the 2 ranks" in p.stderr, "--batch 33 on 2 ranks was not refused", p)

@@ -140,6 +140,8 @@ class Optimizer {
   const std::vector<std::string>& state_keys() const noexcept { return keys_; }
   const nn::ParameterList& params() const noexcept { return params_; }
   bool flat() const noexcept { return store_ != nullptr; }
+  // "Adam", "AdamW", "SGD": names the optimizer in errors and checkpoints.
+  const std::string& name() const noexcept { return op_name_; }
 
  protected:
   Optimizer() = default;

@@ -51,6 +51,7 @@ struct TrainOptions {
   ProcessGroup* group = nullptr;  // data parallel when its world size is > 1 (see the top of this file)
   TensorRef grads{};              // with a group: the flat gradient buffer to average (ParameterStore::grads)
   bool drop_last = false;         // with a group: drop the epoch's tail instead of padding it to whole shards
+  std::int64_t first_epoch = 0;   // resume: epochs [first_epoch, epochs) run (their orders as in a whole run)
 };
 
 struct TrainHistory {
@@ -65,6 +66,9 @@ struct TrainHistory {
 // Called after every step with (epoch, step within epoch, steps per epoch, loss). On CUDA, for every
 // step of an epoch once that epoch has finished.
 using StepCallback = std::function<void(std::int64_t, std::int64_t, std::int64_t, double)>;
+// Called after every finished epoch with the number of epochs done (e.g. to write a checkpoint); an
+// error stops training and is returned.
+using EpochCallback = std::function<Status(std::int64_t)>;
 
 // A data set on the context's device: the host tensors themselves on the CPU, a copy on a GPU.
 class ResidentSet {
@@ -114,11 +118,11 @@ class StepCounterScope {
 
 inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, optim::Optimizer& optimizer,
                                              const data::Dataset& train, const TrainOptions& options,
-                                             const StepCallback& on_step = {}) {
-  if (options.batch <= 0 || options.epochs < 0)
+                                             const StepCallback& on_step = {}, const EpochCallback& on_epoch = {}) {
+  if (options.batch <= 0 || options.epochs < 0 || options.first_epoch < 0)
     return make_error(ErrorCode::invalid_argument, "train_classifier",
-                      fe_format("batch must be positive and epochs non-negative, got batch={} epochs={}", options.batch,
-                                options.epochs));
+                      fe_format("batch must be positive and epochs non-negative, got batch={} epochs={} first_epoch={}",
+                                options.batch, options.epochs, options.first_epoch));
   if (train.size() == 0) return make_error(ErrorCode::invalid_argument, "train_classifier", "the training set is empty");
   const bool parallel = options.group && options.group->active();
   const int world = parallel ? options.group->world_size() : 1;
@@ -154,7 +158,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
   StepGraph graph;
   TrainHistory history;
   std::int64_t steps = 0;
-  for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
+  for (std::int64_t epoch = options.first_epoch; epoch < options.epochs; ++epoch) {
     if (options.max_steps >= 0 && steps >= options.max_steps) break;
     const std::vector<std::int32_t> order = epoch_share(epoch);
     ConstTensorRef order_ref(order.data(), DType::i32, Device::cpu(), {n_local});
@@ -249,6 +253,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
     history.epoch_seconds.push_back(epoch_clock.elapsed_seconds());
     history.epoch_loss.push_back(loss_sum / double(epoch_steps));
     history.epoch_samples.push_back(epoch_samples);
+    if (on_epoch) FE_TRY(on_epoch(epoch + 1));
   }
   return history;
 }

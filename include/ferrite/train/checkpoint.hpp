@@ -1,0 +1,132 @@
+#pragma once
+// Training checkpoints: everything a run needs to continue exactly where it stopped, in one
+// safetensors file written atomically (io/file.hpp: a temporary beside it, renamed when complete).
+//
+//   tensors   "<parameter>"                 the model's parameters, by PyTorch name (as --save-init)
+//             "optimizer.<parameter>.<key>" the optimizer's state (PyTorch's keys: exp_avg, exp_avg_sq,
+//                                           momentum_buffer, ...)
+//   metadata  format = ferrite-checkpoint/1, optimizer = Adam | AdamW | SGD, step (optimizer steps
+//             done), epochs_done, and the caller's fields (bench/mnist: model, batch, seed, ...)
+//
+// The state is the global one (every rank of a data-parallel run holds the same), so a checkpoint
+// resumes at any world size. Loading is strict, like load_state_dict(strict=True): every tensor
+// present with its shape, nothing unexpected, every value finite, the same optimizer, and the
+// caller's `expect` fields equal; all problems are reported together by name, and nothing changes
+// unless everything matches.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ferrite/io/safetensors.hpp"
+#include "ferrite/nn/state_dict.hpp"
+#include "ferrite/optim/optimizer.hpp"
+
+namespace ferrite::train {
+
+inline constexpr const char* kCheckpointFormat = "ferrite-checkpoint/1";
+
+struct CheckpointInfo {
+  std::int64_t epochs_done = 0;
+  std::int64_t step = 0;
+  io::SafetensorsMetadata metadata;
+};
+
+namespace checkpoint_detail {
+inline std::string state_name(const std::string& param, const std::string& key) { return "optimizer." + param + "." + key; }
+
+// Host copies of device tensors (kept alive in `keep`) so that the writer sees host bytes.
+inline Result<const Tensor*> host_view(const Tensor& t, std::vector<Tensor>& keep) {
+  if (t.device().is_cpu()) return &t;
+  FE_TRY_ASSIGN(keep.emplace_back(), t.to(Device::cpu()));
+  return &keep.back();
+}
+}  // namespace checkpoint_detail
+
+inline Status save_checkpoint(const std::filesystem::path& path, const optim::Optimizer& optimizer, std::int64_t epochs_done,
+                              const io::SafetensorsMetadata& fields = {}) {
+  io::TensorRefs refs;
+  std::vector<Tensor> keep;
+  const auto& params = optimizer.params();
+  keep.reserve(params.size() * (1 + optimizer.state_keys().size()));  // no reallocation: refs point into it
+  for (const auto& p : params) {
+    FE_TRY_ASSIGN(const Tensor* v, checkpoint_detail::host_view(*p.value, keep));
+    refs.emplace_back(p.name, v);
+    for (const auto& key : optimizer.state_keys()) {
+      const Tensor* st = optimizer.state(p.name, key);
+      if (!st) return make_error(ErrorCode::internal, "save_checkpoint", "no state '" + key + "' for '" + p.name + "'");
+      FE_TRY_ASSIGN(const Tensor* h, checkpoint_detail::host_view(*st, keep));
+      refs.emplace_back(checkpoint_detail::state_name(p.name, key), h);
+    }
+  }
+  io::SafetensorsMetadata meta = fields;
+  meta["format"] = kCheckpointFormat;
+  meta["optimizer"] = optimizer.name();
+  meta["step"] = std::to_string(optimizer.step_count());
+  meta["epochs_done"] = std::to_string(epochs_done);
+  return io::save_safetensors(path, refs, meta);
+}
+
+// Restores parameters, optimizer state and step count from `path`; `expect` fields must match the
+// file's metadata (a checkpoint of another model or run is refused, naming the field).
+inline Result<CheckpointInfo> load_checkpoint(const std::filesystem::path& path, optim::Optimizer& optimizer,
+                                              const io::SafetensorsMetadata& expect = {}) {
+  constexpr const char* op = "load_checkpoint";
+  FE_TRY_ASSIGN(io::SafetensorsFile file, io::load_safetensors(path));
+  const std::string source = path.string();
+  std::string problems;
+  auto note = [&](const std::string& s) { problems += (problems.empty() ? "" : "; ") + s; };
+  auto meta = [&](const std::string& key) -> std::string {
+    const auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? std::string() : it->second;
+  };
+  if (meta("format") != kCheckpointFormat)
+    return make_error(ErrorCode::invalid_argument, op,
+                      source + ": not a ferrite checkpoint (metadata format '" + meta("format") + "', expected '" +
+                          kCheckpointFormat + "')");
+  if (meta("optimizer") != optimizer.name())
+    note("it holds " + meta("optimizer") + " state, this run uses " + optimizer.name());
+  for (const auto& [key, value] : expect)
+    if (meta(key) != value) note(key + " is '" + meta(key) + "' in the checkpoint, '" + value + "' here");
+  auto count = [&](const char* key, std::int64_t& out) {
+    const std::string text = meta(key);
+    char* end = nullptr;
+    const long long v = text.empty() ? -1 : std::strtoll(text.c_str(), &end, 10);
+    if (v < 0 || !end || *end) note("metadata " + std::string(key) + " '" + text + "' is not a count");
+    out = v;
+  };
+  CheckpointInfo info;
+  count("epochs_done", info.epochs_done);
+  count("step", info.step);
+  // Every tensor the run has, with its shape; nothing else.
+  std::vector<std::pair<std::string, Tensor*>> targets;
+  for (const auto& p : optimizer.params()) {
+    targets.emplace_back(p.name, p.value);
+    for (const auto& key : optimizer.state_keys())
+      targets.emplace_back(checkpoint_detail::state_name(p.name, key), optimizer.state(p.name, key));
+  }
+  for (const auto& [name, target] : targets) {
+    const Tensor* t = file.find(name);
+    if (!t)
+      note("missing '" + name + "'");
+    else if (t->shape() != target->shape())
+      note("'" + name + "' has shape " + t->shape().to_string() + ", this run expects " + target->shape().to_string());
+    else if (t->dtype() != target->dtype())
+      note("'" + name + "' has dtype " + std::string(dtype_name(t->dtype())) + ", this run expects " +
+           std::string(dtype_name(target->dtype())));
+  }
+  for (const auto& name : file.names()) {
+    bool known = false;
+    for (const auto& [n, _] : targets) known = known || n == name;
+    if (!known) note("unexpected '" + name + "'");
+  }
+  if (!problems.empty()) return make_error(ErrorCode::invalid_argument, op, source + ": " + problems);
+  for (const auto& [name, _] : targets) FE_TRY(nn::check_finite(*file.find(name), op, source + ": '" + name + "'"));
+  for (auto& [name, target] : targets) FE_TRY(target->copy_from(*file.find(name)));
+  FE_TRY(optimizer.set_step_count(info.step));
+  info.metadata = std::move(file.metadata);
+  return info;
+}
+
+}  // namespace ferrite::train
