@@ -315,9 +315,9 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
                        {"global_batch", c.batch}, {"per_rank_batch", c.batch / world},
                        {"gradient_sync", group.backend() == "nccl"
                                              ? "after backward, one ncclAllReduce (ncclAvg) of the flat gradient buffer on the "
-                                               "step's stream; loss: all-gather"
+                                               "step's stream; losses: one all-gather per epoch"
                                              : "after backward, one deterministic all-reduce of the flat gradient buffer "
-                                               "(MPI_Alltoall, sum in rank order, MPI_Allgather); loss: all-gather"},
+                                               "(MPI_Alltoall, sum in rank order, MPI_Allgather); losses: one all-gather per epoch"},
                        {"per_rank_step_ms_p50", p50}, {"comm_seconds", comm_s},
                        {"comm_share", total_seconds > 0 ? comm_s / total_seconds : 0.0},
                        {"comm_bytes_per_step", double(comm_after.bytes - comm_before.bytes) / steps}};

@@ -5,7 +5,8 @@ usage: test_mnist_distributed.py MNIST_EXE VALIDATE_JSON_PY MPI_BUILT(yes|no) [M
 
 - 2 ranks x per-rank batch 16 follow 1 rank x batch 32: first 10 step losses within 1e-5 relative,
   epoch means within 1e-3; two 2-rank runs are bit-identical; rank 0 alone writes the JSON, which
-  validates and carries `distributed`.
+  validates and carries `distributed`. The same for 3 ranks x 10 (the rank-ordered all-to-all path).
+- Checkpoints: written by 2 ranks, resumed by 1.
 - Refusals: a global batch that does not divide among the ranks; ranks started with different flags
   (each mismatching rank names the field); torchrun-style variables without an MPI launcher.
 - Faults: a rank killed mid-run -> mpirun exits non-zero naming the rank, within 30 s; a rank that
@@ -91,6 +92,26 @@ with tempfile.TemporaryDirectory() as tmp:
               and len(d.get("per_rank_step_ms_p50", [])) == 2 and 0 <= d.get("comm_share", -1) <= 1,
               f"distributed section: {d}")
         check(json.load(open(one)).get("distributed") is None, "a 1-rank run has a distributed section")
+
+    # 1a. Three ranks (more than the cores: oversubscribed) take the rank-ordered all-to-all path (two ranks use
+    # MPI_Allreduce, whose result is the same for two): 3 x 10 rows follow 1 x 30, and repeat bit for bit.
+    # 990 samples divide among 3 ranks (1000 would be padded to 1002, so the last batches would differ).
+    tiny990 = [a if a != "1000" else "990" for a in TINY]
+    one30, three_a, three_b = (os.path.join(tmp, n) for n in ("one30.json", "three_a.json", "three_b.json"))
+    p = subprocess.run([MNIST, *tiny990, "--threads", "1", "--batch", "30", "--json", one30],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, "1-rank batch-30 run failed", p)
+    for path in (three_a, three_b):
+        p = mpirun(["-np", "3", MNIST, *tiny990, "--batch", "30", "--json", path])
+        check(p.returncode == 0, "3-rank run failed", p)
+    if all(os.path.exists(x) for x in (one30, three_a, three_b)):
+        _, s1, e1 = losses(one30)
+        _, s3, e3 = losses(three_a)
+        _, s3b, _ = losses(three_b)
+        worst10 = max(abs(a - b) / abs(a) for a, b in zip(s1[:10], s3[:10]))
+        check(len(s1) == len(s3) and worst10 <= 1e-5, f"3 ranks: first 10 step losses differ by {worst10:.3g} relative")
+        check(max(abs(a - b) / abs(a) for a, b in zip(e1, e3)) <= 1e-3, "3 ranks: epoch means differ beyond 1e-3")
+        check(s3 == s3b, "two 3-rank runs are not bit-identical")
 
     # 1b. Checkpoints hold the global state: 2 ranks write one after epoch 2 (rank 0 alone), 1 rank resumes it
     # for epoch 3 and follows the 2-rank run's epoch 3 (the world size changes only the rounding).

@@ -21,7 +21,8 @@
 // train/distributed.hpp): `batch` stays the global batch; every rank trains on its DistributedSampler
 // share of each epoch's order (data::shard_order) in batches of batch / world rows, the gradients are
 // averaged across ranks after every backward (the ParameterStore's flat buffer, one all-reduce), and the
-// reported losses are the means over ranks, so every rank holds the same weights and the same history.
+// reported losses are the means over ranks (gathered once per epoch: on_step then runs when the epoch
+// ends, as on CUDA), so every rank holds the same weights and the same history.
 // CUDA graphs are not used then (an MPI call cannot be captured).
 #include <cstdint>
 #include <functional>
@@ -174,6 +175,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
       FE_TRY(ops::set_step_counter(ctx, 0));
     }
     std::vector<int> events;
+    std::vector<double> rank_losses;  // data parallel, CPU: this rank's losses of the epoch
     double loss_sum = 0;
     std::int64_t epoch_steps = 0, epoch_samples = 0;
     for (std::int64_t b = 0; b < planned; ++b) {
@@ -217,17 +219,27 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
       ++steps;
       epoch_samples += rows * world;
       if (!cuda) {
-        double l = *loss.ptr<float>();
-        if (parallel) {
-          FE_TRY_ASSIGN(l, options.group->mean(l, "the loss all-gather"));
-        }
+        const double l = *loss.ptr<float>();
         history.step_ms.push_back(step_clock.elapsed_ms());
-        history.step_loss.push_back(l);
-        loss_sum += l;
-        if (on_step) on_step(epoch, b, batches, l);
+        if (parallel) {
+          rank_losses.push_back(l);  // averaged over the ranks once per epoch (one collective, not one a step)
+        } else {
+          history.step_loss.push_back(l);
+          loss_sum += l;
+          if (on_step) on_step(epoch, b, batches, l);
+        }
       }
     }
     if (epoch_steps == 0) break;
+    if (!cuda && parallel) {
+      FE_TRY(options.group->mean_each(rank_losses, "the loss all-gather"));
+      for (std::size_t s = 0; s < rank_losses.size(); ++s) {
+        history.step_loss.push_back(rank_losses[s]);
+        loss_sum += rank_losses[s];
+        if (on_step) on_step(epoch, static_cast<std::int64_t>(s), batches, rank_losses[s]);
+      }
+      rank_losses.clear();
+    }
     if (cuda) {
       FE_TRY_ASSIGN(const int e, FE_DETAIL_CUDA_RESULT(int, "train", ctx.device().index, ctx.stream()->record_event()));
       events.push_back(e);
@@ -236,13 +248,12 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
       FE_TRY(ops::copy(ctx, losses_device.cref().rows(0, epoch_steps),
                        TensorRef(losses.data(), DType::f32, Device::cpu(), {epoch_steps})));
       FE_TRY(ctx.synchronize());
+      std::vector<double> step_losses(losses.begin(), losses.end());
+      if (parallel) FE_TRY(options.group->mean_each(step_losses, "the loss all-gather"));
       for (std::int64_t s = 0; s < epoch_steps; ++s) {
         FE_TRY_ASSIGN(const double ms, FE_DETAIL_CUDA_RESULT(double, "train", ctx.device().index,
                                                       ctx.stream()->elapsed_ms(events[s], events[s + 1])));
-        double l = losses[static_cast<std::size_t>(s)];
-        if (parallel) {
-          FE_TRY_ASSIGN(l, options.group->mean(l, "the loss all-gather"));
-        }
+        const double l = step_losses[static_cast<std::size_t>(s)];
         history.step_ms.push_back(ms);
         history.step_loss.push_back(l);
         loss_sum += l;

@@ -12,7 +12,8 @@
 // world-1 and divides by world, and MPI_Allgather returns the averaged shards to everyone. The same
 // bytes move as in a ring all-reduce (2·(world-1)/world of the buffer per rank), but the sum's order
 // is fixed, so a world-size-N run is bit-identical run to run whatever algorithm MPI picks (MPI_Allreduce
-// does not promise that for floats), and every rank ends with the same bits.
+// does not promise that for floats), and every rank ends with the same bits. With two ranks there is
+// no order to fix (x0 + x1 == x1 + x0), and MPI_Allreduce, faster there, gives the same bits.
 //
 // Safety: check_same_config compares every rank's configuration with rank 0's before training (the
 // mismatching ranks name the differing fields); every collective runs under a watchdog, so a peer that
@@ -194,6 +195,20 @@ class ProcessGroup {
     double sum = 0;
     for (double x : all) sum += x;
     return sum / double(all.size());
+  }
+
+  // values[i] := the mean over ranks of every rank's values[i], summed in rank order (the same length on
+  // every rank): one collective for a whole vector.
+  Status mean_each(std::vector<double>& values, const char* what) {
+    if (!impl_) return ok_status();
+    FE_TRY_ASSIGN(const std::vector<double> all, impl_->all_gather(values, what));
+    const std::size_t k = values.size(), world = static_cast<std::size_t>(world_size());
+    for (std::size_t i = 0; i < k; ++i) {
+      double sum = 0;
+      for (std::size_t r = 0; r < world; ++r) sum += all[r * k + i];
+      values[i] = sum / double(world);
+    }
+    return ok_status();
   }
 
   // Every rank's value, in rank order.
@@ -423,6 +438,16 @@ class ProcessGroup {
 
     Status all_reduce_mean(float* data, std::int64_t n, const char* what) {
       const int world = launch.world;
+      if (world == 2 && n <= std::int64_t{1} << 30) {
+        // Two ranks: every element's sum is x0 + x1 whatever the algorithm (and x0 + x1 == x1 + x0 in
+        // IEEE arithmetic), so MPI's own all-reduce gives the same bits as the ordered sum below, and
+        // is faster (bench/micro/allreduce.cpp).
+        FE_TRY(collective(what, n * std::int64_t(sizeof(float)), [&] {
+          return MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm);
+        }));
+        for (std::int64_t i = 0; i < n; ++i) data[i] /= 2.0f;
+        return ok_status();
+      }
       const std::int64_t s = (n + world - 1) / world;  // shard length
       if (s > std::int64_t{1} << 30)
         return make_error(ErrorCode::unsupported, "ProcessGroup::all_reduce_mean", fe_format("{} elements per shard", s));
@@ -439,12 +464,15 @@ class ProcessGroup {
       FE_TRY(collective(what, bytes, [&] {
         return MPI_Alltoall(src, count, MPI_FLOAT, recv.data(), count, MPI_FLOAT, comm);
       }));
-      const float inv = static_cast<float>(world);
-      for (std::int64_t i = 0; i < s; ++i) {
-        float sum = recv[static_cast<std::size_t>(i)];
-        for (int r = 1; r < world; ++r) sum += recv[static_cast<std::size_t>(r * s + i)];
-        shard[static_cast<std::size_t>(i)] = sum / inv;
+      // ((x0 + x1) + x2) + … in rank order, one contiguous pass per rank (vectorized), then the division.
+      const float divisor = static_cast<float>(world);
+      float* out = shard.data();
+      std::copy(recv.begin(), recv.begin() + s, out);
+      for (int r = 1; r < world; ++r) {
+        const float* in = recv.data() + std::int64_t(r) * s;
+        for (std::int64_t i = 0; i < s; ++i) out[i] += in[i];
       }
+      for (std::int64_t i = 0; i < s; ++i) out[i] /= divisor;
       float* dst = s * world == n ? data : recv.data();
       FE_TRY(collective(what, bytes, [&] {
         return MPI_Allgather(shard.data(), count, MPI_FLOAT, dst, count, MPI_FLOAT, comm);
@@ -453,10 +481,15 @@ class ProcessGroup {
       return ok_status();
     }
 
-    Result<std::vector<double>> all_gather(double local, const char* what) {
-      std::vector<double> all(static_cast<std::size_t>(launch.world));
-      FE_TRY(collective(what, 8 * (launch.world - 1), [&] {
-        return MPI_Allgather(&local, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm);
+    Result<std::vector<double>> all_gather(double local, const char* what) { return all_gather(std::vector<double>{local}, what); }
+    // Every rank's `local` (the same length everywhere), rank after rank.
+    Result<std::vector<double>> all_gather(const std::vector<double>& local, const char* what) {
+      if (local.size() > std::size_t{1} << 28)
+        return make_error(ErrorCode::unsupported, "ProcessGroup::all_gather", fe_format("{} values", local.size()));
+      const int k = static_cast<int>(local.size());
+      std::vector<double> all(local.size() * static_cast<std::size_t>(launch.world));
+      FE_TRY(collective(what, 8 * std::int64_t(k) * (launch.world - 1), [&] {
+        return MPI_Allgather(local.data(), k, MPI_DOUBLE, all.data(), k, MPI_DOUBLE, comm);
       }));
       return all;
     }
@@ -505,6 +538,7 @@ class ProcessGroup {
     Status host_done(Context&, TensorRef) { return ok_status(); }
     Status all_reduce_mean(float*, std::int64_t, const char*) { return ok_status(); }
     Result<std::vector<double>> all_gather(double x, const char*) { return std::vector<double>{x}; }
+    Result<std::vector<double>> all_gather(const std::vector<double>& x, const char*) { return x; }
     Status broadcast(void*, std::int64_t, int, const char*) { return ok_status(); }
     Status broadcast_string(std::string&, const char*) { return ok_status(); }
   };
