@@ -27,6 +27,7 @@
 #include "ferrite/backend/cpu/reference/conv.hpp"
 #include "ferrite/backend/cpu/reference/gemm.hpp"
 #include "ferrite/backend/cpu/reference/nn_ops.hpp"
+#include "ferrite/backend/cuda/collectives.hpp"
 #include "ferrite/backend/cuda/kernels.hpp"
 #include "ferrite/backend/cuda/memory.hpp"
 #include "ferrite/backend/cuda/runtime.hpp"
