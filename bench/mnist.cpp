@@ -81,6 +81,7 @@ struct Config {
   std::string checkpoint;     // written after every epoch (rank 0, atomically)
   std::string resume;         // continue from this checkpoint (any world size)
   bool distributed = false;   // join the launcher's group even with one rank (mpirun -np 1: the MPI / NCCL path)
+  bool zero1 = false;         // data parallel: shard the optimizer state across ranks (ZeRO-1)
   bool drop_last = false;     // data parallel: drop each epoch's tail instead of padding it to whole shards
 };
 
@@ -93,7 +94,7 @@ json config_json(const Config& c) {
           {"init_from", c.init_from}, {"save_init", c.save_init}, {"export_data", c.export_data},
           {"cuda_graphs", c.cuda_graphs}, {"tf32", c.tf32}, {"profile_steps", c.profile_steps},
           {"comm_timeout_s", c.comm_timeout}, {"drop_last", c.drop_last}, {"distributed", c.distributed},
-          {"checkpoint", c.checkpoint}, {"resume", c.resume}};
+          {"checkpoint", c.checkpoint}, {"resume", c.resume}, {"zero1", c.zero1}};
 }
 
 bench::BuildInfo build_info() {
@@ -188,6 +189,9 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
     const json config = config_json(c);
     for (const auto& [key, value] : config.items()) fields.emplace_back(key, value.dump());
     FE_TRY(group.check_same_config(fields));
+    if (c.zero1 && (!c.checkpoint.empty() || !c.resume.empty()))
+      return make_error(ErrorCode::unsupported, "bench/mnist",
+                        "--zero1 with --checkpoint/--resume: a checkpoint of sharded optimizer state is not written yet");
     if (c.batch % world != 0)
       return make_error(ErrorCode::invalid_argument, "bench/mnist",
                         fmt::format("--batch {} is the global batch and must divide among the {} ranks", c.batch, world));
@@ -243,6 +247,12 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   }
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt, &store));
+  if (c.zero1) {
+    if (!group.active())
+      return make_error(ErrorCode::invalid_argument, "bench/mnist", "--zero1 needs a data-parallel run (mpirun -np N)");
+    const auto shard = group.shard_of(store.total_elements());
+    FE_TRY(optimizer->shard(shard.begin, shard.end));
+  }
   std::int64_t first_epoch = 0;
   if (!c.resume.empty()) {  // every rank reads the same file: the same weights and state everywhere
     FE_TRY_ASSIGN(const train::CheckpointInfo info, train::load_checkpoint(c.resume, *optimizer, checkpoint_fields(c, train)));
@@ -260,7 +270,7 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   FE_TRY_ASSIGN(const train::TrainHistory history,
                 train::train_classifier(ctx, model, *optimizer, train,
                                         {c.batch, c.epochs, c.seed, -1, c.cuda_graphs, parallel, store.grads(), c.drop_last,
-                                         first_epoch},
+                                         first_epoch, c.zero1, store.values()},
                                         on_step, on_epoch));
   const train::CommStats comm_after = group.stats();
   FE_TRY_ASSIGN(auto train_eval, train::evaluate_classifier(ctx, model, train, c.eval_batch));
@@ -313,12 +323,17 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
     const auto steps = static_cast<double>(std::max<std::size_t>(history.step_ms.size(), 1));
     out.distributed = {{"world_size", world}, {"backend", group.backend()}, {"launcher", group.launcher()},
                        {"global_batch", c.batch}, {"per_rank_batch", c.batch / world},
-                       {"gradient_sync", group.backend() == "nccl"
+                       {"gradient_sync", c.zero1 ? "ZeRO-1: after backward, the flat gradient buffer reduce-scattered "
+                                                   "(MPI_Alltoall, sum in rank order), this rank's shard updated, the "
+                                                   "parameters all-gathered; losses: one all-gather per epoch"
+                                         : group.backend() == "nccl"
                                              ? "after backward, one ncclAllReduce (ncclAvg) of the flat gradient buffer on the "
                                                "step's stream; losses: one all-gather per epoch"
-                                             : "after backward, one deterministic all-reduce of the flat gradient buffer "
-                                               "(MPI_Alltoall, sum in rank order, MPI_Allgather); losses: one all-gather per epoch"},
+                                             : "after backward, one all-reduce of the flat gradient buffer (2 ranks: "
+                                               "MPI_Allreduce; more: MPI_Alltoall, sum in rank order, MPI_Allgather); "
+                                               "losses: one all-gather per epoch"},
                        {"per_rank_step_ms_p50", p50}, {"comm_seconds", comm_s},
+                       {"zero1", c.zero1}, {"optimizer_state_elements", optimizer->state_elements()},
                        {"comm_share", total_seconds > 0 ? comm_s / total_seconds : 0.0},
                        {"comm_bytes_per_step", double(comm_after.bytes - comm_before.bytes) / steps}};
     ranks_line = fmt::format("ranks        {} × batch {} (global {}), {} via {}, {:.1f} % of training time in collectives",
@@ -402,6 +417,7 @@ int main(int argc, char** argv) {
   app.add_flag("--distributed", c.distributed, "run the data-parallel path even with one rank (under mpirun -np 1: checks MPI, and NCCL with --device cuda)");
   app.add_option("--checkpoint", c.checkpoint, "after every epoch, write weights + optimizer state + step here (safetensors, atomically; rank 0)")->check(bench::kPath);
   app.add_option("--resume", c.resume, "continue from this checkpoint: the epochs after those it has done (any world size)")->check(bench::kPath);
+  app.add_flag("--zero1", c.zero1, "data parallel: shard the optimizer state across ranks (ZeRO-1: reduce-scatter, shard update, all-gather)");
   app.add_flag("--drop-last", c.drop_last, "data parallel: drop each epoch's last samples instead of padding them to whole shards");
   // A rejected command line still answers --json (an error report replaces a stale one: bench/cli.hpp).
   if (const auto exit = bench::parse_or_report(app, argc, argv, "mnist", [&] {

@@ -6,6 +6,7 @@ usage: test_mnist_distributed.py MNIST_EXE VALIDATE_JSON_PY MPI_BUILT(yes|no) [M
 - 2 ranks x per-rank batch 16 follow 1 rank x batch 32: first 10 step losses within 1e-5 relative,
   epoch means within 1e-3; two 2-rank runs are bit-identical; rank 0 alone writes the JSON, which
   validates and carries `distributed`. The same for 3 ranks x 10 (the rank-ordered all-to-all path).
+- ZeRO-1 (--zero1) bit-identical to the all-reduce path with 2 and 3 ranks, a world-th of the state.
 - Checkpoints: written by 2 ranks, resumed by 1.
 - Refusals: a global batch that does not divide among the ranks; ranks started with different flags
   (each mismatching rank names the field); torchrun-style variables without an MPI launcher.
@@ -112,6 +113,25 @@ with tempfile.TemporaryDirectory() as tmp:
         check(len(s1) == len(s3) and worst10 <= 1e-5, f"3 ranks: first 10 step losses differ by {worst10:.3g} relative")
         check(max(abs(a - b) / abs(a) for a, b in zip(e1, e3)) <= 1e-3, "3 ranks: epoch means differ beyond 1e-3")
         check(s3 == s3b, "two 3-rank runs are not bit-identical")
+
+    # 1c. ZeRO-1 (--zero1): the optimizer state sharded across ranks gives the same bits as the all-reduce
+    # path, with 2 and with 3 ranks, holding a world-th of the state; refused where it cannot work.
+    for world, base, plain, args in ((2, TINY, two_a, ["--batch", "32"]), (3, tiny990, three_a, ["--batch", "30"])):
+        z = os.path.join(tmp, f"zero1-{world}.json")
+        p = mpirun(["-np", str(world), MNIST, *base, *args, "--zero1", "--json", z])
+        if check(p.returncode == 0, f"{world}-rank --zero1 run failed", p) and os.path.exists(plain):
+            zd, pd = json.load(open(z)), json.load(open(plain))
+            check(zd["quality"]["loss_per_step"] == pd["quality"]["loss_per_step"]
+                  and zd["quality"]["test_loss"] == pd["quality"]["test_loss"],
+                  f"{world} ranks: --zero1 is not bit-identical to the all-reduce path")
+            full, mine = pd["distributed"]["optimizer_state_elements"], zd["distributed"]["optimizer_state_elements"]
+            check(zd["distributed"]["zero1"] is True and mine * world <= full + 64 * world and mine < full,
+                  f"{world} ranks: rank 0 holds {mine} of {full} state elements")
+    for args, needle in ((["--zero1"], "--zero1 needs a data-parallel run"),):
+        p = subprocess.run([MNIST, *TINY, *args], capture_output=True, text=True, timeout=60)
+        check(p.returncode != 0 and needle in p.stderr, f"{args} without mpirun: not refused with {needle!r}", p)
+    p = mpirun(["-np", "2", MNIST, *TINY, "--zero1", "--checkpoint", os.path.join(tmp, "z.safetensors")])
+    check(p.returncode != 0 and "sharded optimizer state" in p.stderr, "--zero1 --checkpoint was not refused", p)
 
     # 1b. Checkpoints hold the global state: 2 ranks write one after epoch 2 (rank 0 alone), 1 rank resumes it
     # for epoch 3 and follows the 2-rank run's epoch 3 (the world size changes only the rounding).

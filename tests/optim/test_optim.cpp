@@ -13,7 +13,10 @@
 
 #include "ferrite/backend/cpu/threading.hpp"
 #include "ferrite/core/rng.hpp"
+#include "ferrite/models/mlp.hpp"
+#include "ferrite/nn/parameter_store.hpp"
 #include "ferrite/optim/adam.hpp"
+#include "ferrite/optim/factory.hpp"
 #include "ferrite/optim/reference.hpp"
 #include "ferrite/optim/sgd.hpp"
 
@@ -686,3 +689,60 @@ TEST(OptimApi, CheckpointedStateResumesIdentically) {
 }
 
 }  // namespace
+
+// ZeRO-1's building block: optimizers sharded over disjoint ranges of one ParameterStore, each holding
+// state for its range alone, update the model exactly as one optimizer over the whole store.
+TEST(OptimShard, ShardsTogetherEqualTheWholeUpdateBitForBit) {
+  for (const char* name : {"adam", "adamw", "sgd"}) {
+    auto whole_model = models::make_mlp(6, {5}, 3, 9).value();
+    auto shard_model = models::make_mlp(6, {5}, 3, 9).value();
+    auto whole_params = whole_model.parameters(), shard_params = shard_model.parameters();
+    auto whole_store = nn::ParameterStore::create(whole_params).value();
+    auto shard_store = nn::ParameterStore::create(shard_params).value();
+    optim::OptimizerOptions o;
+    o.name = name;
+    o.momentum = 0.9;
+    auto whole = optim::make_optimizer(whole_params, o, &whole_store).value();
+    const std::int64_t n = shard_store.total_elements(), cut = 64;  // a store of 3 aligned tensors: 192 elements
+    ASSERT_GT(n, cut);
+    auto first = optim::make_optimizer(shard_params, o, &shard_store).value();
+    auto second = optim::make_optimizer(shard_params, o, &shard_store).value();
+    ASSERT_TRUE(first->shard(0, cut).ok());
+    ASSERT_TRUE(second->shard(cut, n).ok());
+    EXPECT_EQ(first->state_elements(), cut);
+    EXPECT_EQ(second->state_elements(), n - cut);
+    EXPECT_EQ(first->state(whole_params[0].name, first->state_keys()[0]), nullptr);  // no per-parameter state
+    for (int step = 0; step < 3; ++step) {
+      for (auto* store : {&whole_store, &shard_store}) {
+        float* g = store->grads().ptr<float>();
+        for (std::int64_t i = 0; i < n; ++i) g[i] = 0.01f * float((i * 37 + step * 11) % 23) - 0.1f;
+      }
+      ASSERT_TRUE(whole->step().ok());
+      ASSERT_TRUE(first->step().ok());
+      ASSERT_TRUE(second->step().ok());
+      const float* a = whole_store.values().ptr<float>();
+      const float* b = shard_store.values().ptr<float>();
+      for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(a[i], b[i]) << name << " step " << step << " element " << i;
+    }
+    EXPECT_FALSE(first->shard(0, cut).ok()) << "sharding after a step must be refused";
+  }
+}
+
+TEST(OptimShard, RefusesWithoutAStoreAndOutOfRange) {
+  auto model = models::make_mlp(6, {5}, 3, 9).value();
+  auto params = model.parameters();
+  optim::OptimizerOptions o;
+  auto per_parameter = optim::make_optimizer(params, o).value();  // no store: not flat
+  auto s = per_parameter->shard(0, 10);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().to_string().find("ParameterStore"), std::string::npos) << s.error().to_string();
+  auto store = nn::ParameterStore::create(params).value();
+  auto flat = optim::make_optimizer(params, o, &store).value();
+  EXPECT_FALSE(flat->shard(0, store.total_elements() + 1).ok());
+  EXPECT_FALSE(flat->shard(5, 4).ok());
+  ASSERT_TRUE(flat->shard(store.total_elements(), store.total_elements()).ok());  // an empty shard (more ranks than tensors)
+  const std::vector<float> before(store.values().ptr<float>(), store.values().ptr<float>() + store.total_elements());
+  auto stepped = flat->step();
+  ASSERT_TRUE(stepped.ok()) << stepped.error().to_string();
+  EXPECT_EQ(std::vector<float>(store.values().ptr<float>(), store.values().ptr<float>() + store.total_elements()), before);
+}

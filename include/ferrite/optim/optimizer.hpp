@@ -130,7 +130,7 @@ class Optimizer {
   }
   Tensor* state(std::string_view param_name, std::string_view key) noexcept {
     const auto slot = std::find(keys_.begin(), keys_.end(), key);
-    if (slot == keys_.end()) return nullptr;
+    if (slot == keys_.end() || state_.empty()) return nullptr;  // (sharded: no per-parameter state here)
     for (std::size_t i = 0; i < params_.size(); ++i)
       if (params_[i].name == param_name) return &state_[i * keys_.size() + static_cast<std::size_t>(slot - keys_.begin())];
     return nullptr;
@@ -142,6 +142,35 @@ class Optimizer {
   bool flat() const noexcept { return store_ != nullptr; }
   // "Adam", "AdamW", "SGD": names the optimizer in errors and checkpoints.
   const std::string& name() const noexcept { return op_name_; }
+
+  // ZeRO-1 (train/distributed.hpp): from now on this optimizer updates only the flat elements
+  // [begin, end) of its ParameterStore and keeps state for those alone — the rest of the model is other
+  // ranks' to update. Flat path only, before the first step; per-parameter state() is then null (the
+  // state is a slice of the flat layout, not whole parameters).
+  Status shard(std::int64_t begin, std::int64_t end) {
+    const std::string op = op_name_ + "::shard";
+    if (!store_) return make_error(ErrorCode::unsupported, op, "needs the flat path (an optimizer made over a ParameterStore)");
+    if (step_ != 0) return make_error(ErrorCode::invalid_argument, op, fe_format("after {} steps: shard before the first", step_));
+    if (begin < 0 || end < begin || end > store_->total_elements())
+      return make_error(ErrorCode::invalid_argument, op,
+                        fe_format("[{}, {}) is not a range of the store's {} elements", begin, end, store_->total_elements()));
+    std::vector<Tensor> flat;
+    for (std::size_t k = 0; k < keys_.size(); ++k) {
+      FE_TRY_ASSIGN(Tensor t, Tensor::zeros({end - begin}, DType::f32, store_->device()));
+      flat.push_back(std::move(t));
+    }
+    state_.clear();
+    flat_state_ = std::move(flat);
+    shard_begin_ = begin;
+    shard_end_ = end;
+    sharded_ = true;
+    return ok_status();
+  }
+  bool sharded() const noexcept { return sharded_; }
+  // Elements of optimizer state per key this optimizer holds (all of the store's, or its shard's).
+  std::int64_t state_elements() const noexcept {
+    return flat_state_.empty() ? 0 : flat_state_.front().numel();
+  }
 
  protected:
   Optimizer() = default;
@@ -182,6 +211,7 @@ class Optimizer {
     state_.clear();
     flat_state_.clear();
     shapes_.clear();
+    sharded_ = false;
     store_ = store && store->holds(params) && store->dtype() == DType::f32 ? store : nullptr;
     for (const auto& p : params) shapes_.push_back(p.value->shape());
     if (store_) {
@@ -252,6 +282,10 @@ class Optimizer {
     if (store_) {
       auto* s = const_cast<nn::ParameterStore*>(store_);
       for (std::size_t k = 0; k < keys_.size(); ++k) st[k] = flat_state_[k].ref();
+      if (sharded_) {
+        const std::int64_t n = shard_end_ - shard_begin_;
+        return update(s->values().rows(shard_begin_, n), ConstTensorRef(s->grads()).rows(shard_begin_, n), st);
+      }
       return update(s->values(), ConstTensorRef(s->grads()), st);
     }
     for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -268,6 +302,8 @@ class Optimizer {
   std::vector<Tensor> flat_state_;  // [key]: the store's layout (flat path only)
   std::vector<Shape> shapes_;       // each parameter's shape at bind()
   const nn::ParameterStore* store_ = nullptr;
+  bool sharded_ = false;                         // ZeRO-1: only [shard_begin_, shard_end_) of the store
+  std::int64_t shard_begin_ = 0, shard_end_ = 0;
   double lr_ = 0.0;
   std::int64_t step_ = 0;
   Tensor plan_table_;  // graph mode: per-step constants on the device (plan_steps)

@@ -53,6 +53,11 @@ struct TrainOptions {
   TensorRef grads{};              // with a group: the flat gradient buffer to average (ParameterStore::grads)
   bool drop_last = false;         // with a group: drop the epoch's tail instead of padding it to whole shards
   std::int64_t first_epoch = 0;   // resume: epochs [first_epoch, epochs) run (their orders as in a whole run)
+  // With a group, ZeRO-1: the gradients are reduce-scattered, the optimizer (sharded with
+  // Optimizer::shard to group->shard_of(n)) updates this rank's shard of `values` (ParameterStore::values),
+  // and the shards are all-gathered. The same bits as the all-reduce path, a world-th of the state.
+  bool zero1 = false;
+  TensorRef values{};
 };
 
 struct TrainHistory {
@@ -128,6 +133,9 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
   const bool parallel = options.group && options.group->active();
   const int world = parallel ? options.group->world_size() : 1;
   const int rank = parallel ? options.group->rank() : 0;
+  if (parallel && options.zero1 && (!optimizer.sharded() || !options.values.defined()))
+    return make_error(ErrorCode::invalid_argument, "train_classifier",
+                      "ZeRO-1 needs an optimizer sharded to this rank's shard and the flat value buffer (TrainOptions::values)");
   if (parallel && (options.batch % world != 0 || !options.grads.defined()))
     return make_error(ErrorCode::invalid_argument, "train_classifier",
                       options.grads.defined()
@@ -201,6 +209,12 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
         }
         FE_TRY_ASSIGN(const ConstTensorRef dlogits, loss_fn.backward());
         FE_TRY(model.backward(ctx, dlogits));
+        if (parallel && options.zero1) {
+          FE_TRY(options.group->reduce_scatter_mean(ctx, options.grads, "the gradient reduce-scatter"));
+          FE_TRY(optimizer.step(ctx));  // this rank's shard
+          FE_TRY(options.group->all_gather_shards(ctx, options.values, "the parameter all-gather"));
+          return ops::advance_step_counter(ctx);
+        }
         if (parallel) FE_TRY(options.group->all_reduce_mean(ctx, options.grads, "the gradient all-reduce"));
         FE_TRY(optimizer.step(ctx));
         return ops::advance_step_counter(ctx);

@@ -174,7 +174,8 @@ class ProcessGroup {
   CommStats stats() const noexcept { return impl_ ? impl_->stats : CommStats{}; }
 
   // flat := the mean over ranks of every rank's flat (f32, contiguous; the same size on every rank).
-  // Deterministic (see the top of this file). A buffer on a GPU is staged through host memory.
+  // On the CPU deterministic (see the top of this file); a GPU buffer goes through NCCL on ctx's stream
+  // (asynchronous: the stats count the enqueue), or through host memory where NCCL cannot be loaded.
   Status all_reduce_mean(Context& ctx, TensorRef flat, const char* what) {
     if (!impl_) return ok_status();
     if (flat.dtype != DType::f32 || !flat.is_contiguous())
@@ -185,6 +186,36 @@ class ProcessGroup {
     }
     FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
     FE_TRY(impl_->all_reduce_mean(host, flat.numel(), what));
+    return impl_->host_done(ctx, flat);
+  }
+
+  // ZeRO-1. A flat buffer of n elements is cut into world shards of ceil(n / world) elements rounded up to
+  // 64 (aligned slices for the update kernels); rank r owns [r·s, min(n, (r+1)·s)).
+  struct Shard {
+    std::int64_t begin = 0, end = 0;
+  };
+  Shard shard_of(std::int64_t n) const noexcept {
+    if (!impl_) return {0, n};
+    const std::int64_t s = shard_size(n);
+    const std::int64_t begin = std::min(n, s * rank());
+    return {begin, std::min(n, begin + s)};
+  }
+  // flat[this rank's shard] := the mean over ranks of that shard (the rest of flat is left as it was):
+  // the all-to-all and rank-ordered sum of all_reduce_mean without its all-gather, so the shard holds
+  // exactly the bits all_reduce_mean would give it. Device buffers go through host memory.
+  Status reduce_scatter_mean(Context& ctx, TensorRef flat, const char* what) {
+    if (!impl_) return ok_status();
+    FE_TRY(check_flat("ProcessGroup::reduce_scatter_mean", flat));
+    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
+    FE_TRY(impl_->reduce_scatter_mean(host, flat.numel(), shard_size(flat.numel()), what));
+    return impl_->host_done(ctx, flat);
+  }
+  // Every rank's shard of flat to every rank (after each updated its own).
+  Status all_gather_shards(Context& ctx, TensorRef flat, const char* what) {
+    if (!impl_) return ok_status();
+    FE_TRY(check_flat("ProcessGroup::all_gather_shards", flat));
+    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
+    FE_TRY(impl_->all_gather_shards(host, flat.numel(), shard_size(flat.numel()), what));
     return impl_->host_done(ctx, flat);
   }
 
@@ -269,6 +300,16 @@ class ProcessGroup {
 
  private:
   ProcessGroup() = default;
+
+  std::int64_t shard_size(std::int64_t n) const noexcept {
+    const std::int64_t w = world_size();
+    return ((n + w - 1) / w + 63) / 64 * 64;
+  }
+  static Status check_flat(const char* op, const TensorRef& flat) {
+    if (flat.dtype != DType::f32 || !flat.is_contiguous())
+      return make_error(ErrorCode::unsupported, op, "needs a contiguous f32 buffer", flat.describe());
+    return ok_status();
+  }
 
 #if defined(FERRITE_WITH_MPI)
   // The MPI runtime of this process (initialized here, finalized when the group goes) and its watchdog.
@@ -449,8 +490,23 @@ class ProcessGroup {
         return ok_status();
       }
       const std::int64_t s = (n + world - 1) / world;  // shard length
+      FE_TRY(sum_shards(data, n, s, what));
+      const int count = static_cast<int>(s);
+      const std::int64_t bytes = s * (world - 1) * std::int64_t(sizeof(float));
+      float* dst = s * world == n ? data : recv.data();
+      FE_TRY(collective(what, bytes, [&] {
+        return MPI_Allgather(shard.data(), count, MPI_FLOAT, dst, count, MPI_FLOAT, comm);
+      }));
+      if (dst != data) std::copy(recv.begin(), recv.begin() + n, data);
+      return ok_status();
+    }
+
+    // shard := the mean over ranks of this rank's s-element shard of data[0, n) (zero past n): MPI_Alltoall
+    // hands every rank its shard of every rank's buffer, added here in rank order.
+    Status sum_shards(const float* data, std::int64_t n, std::int64_t s, const char* what) {
+      const int world = launch.world;
       if (s > std::int64_t{1} << 30)
-        return make_error(ErrorCode::unsupported, "ProcessGroup::all_reduce_mean", fe_format("{} elements per shard", s));
+        return make_error(ErrorCode::unsupported, "ProcessGroup", fe_format("{} elements per shard", s));
       const float* src = data;
       if (s * world != n) {  // pad to whole shards
         send.assign(static_cast<std::size_t>(s * world), 0.f);
@@ -473,11 +529,34 @@ class ProcessGroup {
         for (std::int64_t i = 0; i < s; ++i) out[i] += in[i];
       }
       for (std::int64_t i = 0; i < s; ++i) out[i] /= divisor;
-      float* dst = s * world == n ? data : recv.data();
+      return ok_status();
+    }
+
+    Status reduce_scatter_mean(float* data, std::int64_t n, std::int64_t s, const char* what) {
+      FE_TRY(sum_shards(data, n, s, what));
+      const std::int64_t begin = std::min(n, s * launch.rank), end = std::min(n, begin + s);
+      std::copy(shard.begin(), shard.begin() + (end - begin), data + begin);
+      return ok_status();
+    }
+
+    Status all_gather_shards(float* data, std::int64_t n, std::int64_t s, const char* what) {
+      const int world = launch.world;
+      if (s > std::int64_t{1} << 30)
+        return make_error(ErrorCode::unsupported, "ProcessGroup", fe_format("{} elements per shard", s));
+      const int count = static_cast<int>(s);
+      const std::int64_t bytes = s * (world - 1) * std::int64_t(sizeof(float));
+      if (s * world == n)  // whole shards: in place, each rank's contribution read from its own slice
+        return collective(what, bytes, [&] {
+          return MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, count, MPI_FLOAT, comm);
+        });
+      const std::int64_t begin = std::min(n, s * launch.rank), end = std::min(n, begin + s);
+      shard.assign(static_cast<std::size_t>(s), 0.f);
+      std::copy(data + begin, data + end, shard.begin());
+      recv.resize(static_cast<std::size_t>(s * world));
       FE_TRY(collective(what, bytes, [&] {
-        return MPI_Allgather(shard.data(), count, MPI_FLOAT, dst, count, MPI_FLOAT, comm);
+        return MPI_Allgather(shard.data(), count, MPI_FLOAT, recv.data(), count, MPI_FLOAT, comm);
       }));
-      if (dst != data) std::copy(recv.begin(), recv.begin() + n, data);
+      std::copy(recv.begin(), recv.begin() + n, data);
       return ok_status();
     }
 
@@ -537,6 +616,8 @@ class ProcessGroup {
     Result<float*> host_view(Context&, TensorRef) { return make_error(ErrorCode::internal, "ProcessGroup", "no MPI"); }
     Status host_done(Context&, TensorRef) { return ok_status(); }
     Status all_reduce_mean(float*, std::int64_t, const char*) { return ok_status(); }
+    Status reduce_scatter_mean(float*, std::int64_t, std::int64_t, const char*) { return ok_status(); }
+    Status all_gather_shards(float*, std::int64_t, std::int64_t, const char*) { return ok_status(); }
     Result<std::vector<double>> all_gather(double x, const char*) { return std::vector<double>{x}; }
     Result<std::vector<double>> all_gather(const std::vector<double>& x, const char*) { return x; }
     Status broadcast(void*, std::int64_t, int, const char*) { return ok_status(); }
