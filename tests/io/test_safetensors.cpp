@@ -195,6 +195,24 @@ TEST_F(SafetensorsFiles, RoundTripF32I32I64WithMetadata) {
   EXPECT_EQ(parsed->tensors.size(), 3u);
 }
 
+// U8 (decoded images): written as "U8", read back as u8 bytes, byte for byte; an odd length needs no padding.
+TEST_F(SafetensorsFiles, RoundTripU8) {
+  std::vector<std::uint8_t> pixels(3 * 5 * 7);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(i * 29 + 3);
+  auto t = Tensor::from_data<std::uint8_t>({3, 5, 7}, pixels.data(), static_cast<std::int64_t>(pixels.size())).value();
+  auto w = Tensor::full<float>({2}, 1.5f).value();
+  const auto file = path("u8.safetensors");
+  ASSERT_TRUE(save_safetensors(file, {{"pixels", &t}, {"w", &w}}).ok());
+  auto loaded = load_safetensors(file);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().to_string();
+  const Tensor* back = loaded->find("pixels");
+  ASSERT_NE(back, nullptr);
+  EXPECT_EQ(back->dtype(), DType::u8);
+  EXPECT_EQ(back->shape(), (Shape{3, 5, 7}));
+  EXPECT_EQ(std::memcmp(back->raw_data(), pixels.data(), pixels.size()), 0);
+  EXPECT_EQ(loaded->find("w")->data<float>()[1], 1.5f);
+}
+
 TEST_F(SafetensorsFiles, EmptyTensorAndScalar) {
   auto empty = Tensor::empty({0}).value();
   auto empty2d = Tensor::empty({3, 0}, DType::i64).value();

@@ -12,8 +12,8 @@
 // offset are contiguous from 0 to the end of the file (no gaps, no overlaps, no trailing bytes);
 // empty tensors ([k, k]) are fine. Duplicate names in the header are an error (JSON parsers would
 // silently keep the last one).
-//   F32 -> f32;  F16, BF16, F64 -> converted to f32;  I32 -> i32;  I64 -> i64;
-//   BOOL, U8, I8, I16, U16, U32, U64, F8_* ... -> ErrorCode::unsupported.
+//   F32 -> f32;  F16, BF16, F64 -> converted to f32;  I32 -> i32;  I64 -> i64;  U8 -> u8;
+//   BOOL, I8, I16, U16, U32, U64, F8_* ... -> ErrorCode::unsupported.
 //
 // Writing produces the same bytes as python `safetensors` (0.4+) for the same tensors: tensors ordered
 // by descending dtype alignment rank (I64, F64, F32, I32, BF16, F16) then by name, offsets contiguous,
@@ -135,12 +135,12 @@ struct FileDType {
   int python_order;
 };
 inline constexpr FileDType kFileDTypes[] = {
-    {"F16", DType::f16, 7}, {"BF16", DType::bf16, 8}, {"I32", DType::i32, 9},
+    {"U8", DType::u8, 1},   {"F16", DType::f16, 7}, {"BF16", DType::bf16, 8}, {"I32", DType::i32, 9},
     {"F32", DType::f32, 11}, {"F64", DType::f64, 12}, {"I64", DType::i64, 13},
 };
 // Valid safetensors dtypes that ferrite has no tensor type for.
 inline constexpr std::string_view kUnsupportedFileDTypes[] = {
-    "BOOL", "U8", "I8", "I16", "U16", "U32", "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+    "BOOL", "I8", "I16", "U16", "U32", "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0",
     "F4", "F6_E2M3", "F6_E3M2", "C64",
 };
 
@@ -158,7 +158,7 @@ inline const FileDType& file_dtype_of(DType dtype) {
 
 // Reading widens floats to f32 (ferrite computes in f32) and keeps integer types.
 inline DType loaded_dtype(DType file_dtype) {
-  return file_dtype == DType::i32 || file_dtype == DType::i64 ? file_dtype : DType::f32;
+  return file_dtype == DType::i32 || file_dtype == DType::i64 || file_dtype == DType::u8 ? file_dtype : DType::f32;
 }
 
 // A value as it appears in a message: at most ~60 characters, whatever its size. Rendered piece by
