@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(meson ninja-build pkg-config g++ git cmake
           libxtensor-dev xtl-dev libxsimd-dev libtbb-dev libfmt-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev dataset-fashion-mnist python3
-          openmpi-bin libopenmpi-dev)
+          openmpi-bin libopenmpi-dev libturbojpeg0-dev)
 case "${1:-}" in
   "") ;;
   --clang) packages+=(clang libclang-rt-dev) ;;

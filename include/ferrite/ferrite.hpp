@@ -56,6 +56,7 @@
 #include "ferrite/io/safetensors.hpp"
 #include "ferrite/data/dataset.hpp"
 #include "ferrite/data/idx.hpp"
+#include "ferrite/data/images.hpp"
 #include "ferrite/data/loader.hpp"
 #include "ferrite/data/synthetic.hpp"
 #include "ferrite/nn/activation.hpp"

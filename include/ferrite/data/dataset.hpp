@@ -1,7 +1,8 @@
 #pragma once
 // Dataset: an in-memory image classification set, as the training loop consumes it.
-//   images  f32 [N, rows * cols]  row-major flattened pixels in [0, 1] (byte / 255, like torchvision's
-//                                 ToTensor), one sample per row so a batch is a row gather.
+//   images  f32 [N, channels * rows * cols]  flattened pixels (channel planes, then rows) in [0, 1]
+//                                 (byte / 255, like torchvision's ToTensor), one sample per row so a batch
+//                                 is a row gather.
 //   labels  i32 [N]               class index in [0, num_classes)
 // N is at most INT32_MAX: batch orders are i32 index lists (see loader.hpp).
 #include <cstdint>
@@ -25,15 +26,16 @@ inline constexpr std::string_view split_name(Split split) noexcept {
 inline constexpr std::int64_t kMaxDatasetSize = std::numeric_limits<std::int32_t>::max();
 
 struct Dataset {
-  Tensor images;  // f32 [N, rows * cols], values in [0, 1]
+  Tensor images;  // f32 [N, channels * rows * cols], values in [0, 1]
   Tensor labels;  // i32 [N]
   int num_classes = 10;
+  std::int64_t channels = 1;  // colour planes (CIFAR: 3)
   std::int64_t rows = 28;  // image height, kept so that conv models can view a row as [1, rows, cols]
   std::int64_t cols = 28;  // image width
   std::string name;        // e.g. "fashion-mnist/train", "synthetic/test"
 
   std::int64_t size() const noexcept { return labels.defined() ? labels.dim(0) : 0; }
-  std::int64_t features() const noexcept { return rows * cols; }
+  std::int64_t features() const noexcept { return channels * rows * cols; }
 
   MatView<const float> image_matrix() const noexcept { return images.mat<float>(); }
   const std::int32_t* label_data() const noexcept { return labels.data<std::int32_t>(); }
@@ -47,6 +49,7 @@ struct Dataset {
                             " samples");
     Dataset out;
     out.num_classes = num_classes;
+    out.channels = channels;
     out.rows = rows;
     out.cols = cols;
     out.name = name + "[" + std::to_string(begin) + ":" + std::to_string(begin + count) + "]";

@@ -1,0 +1,188 @@
+// data/images.hpp: ImageFolder JPEG sets (written here with libjpeg-turbo), the CIFAR-10 binary format
+// (written here), their refusals by name, and the real CIFAR-10 JPEGs of ../shared/data where present.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(FERRITE_WITH_JPEG)
+#include <turbojpeg.h>
+#endif
+
+#include "ferrite/data/images.hpp"
+
+using namespace ferrite;
+using namespace ferrite::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+class ImageFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::random_device rd;
+    dir_ = fs::temp_directory_path() / ("ferrite-images-" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  fs::path dir_;
+};
+
+void write_bytes(const fs::path& p, const std::vector<unsigned char>& bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+// Pixel (c, y, x) of test image `k`: smooth, so that JPEG at quality 100 keeps it within a few levels.
+std::uint8_t pattern(int k, int c, int y, int x) { return static_cast<std::uint8_t>(40 + 20 * k + 30 * c + 6 * y + 4 * x); }
+
+#if defined(FERRITE_WITH_JPEG)
+std::vector<unsigned char> encode_jpeg(int k, int w, int h) {
+  std::vector<unsigned char> rgb(static_cast<std::size_t>(w * h * 3));
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c) rgb[static_cast<std::size_t>((y * w + x) * 3 + c)] = pattern(k, c, y, x);
+  tjhandle t = tjInitCompress();
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  const int rc = tjCompress2(t, rgb.data(), w, 0, h, TJPF_RGB, &out, &size, TJSAMP_444, 100, TJFLAG_ACCURATEDCT);
+  std::vector<unsigned char> bytes;
+  if (rc == 0) bytes.assign(out, out + size);
+  tjFree(out);
+  tjDestroy(t);
+  return bytes;
+}
+#endif
+
+}  // namespace
+
+#if defined(FERRITE_WITH_JPEG)
+TEST_F(ImageFiles, ImageFolderDecodesSortedClassesAndFiles) {
+  const int w = 8, h = 6;
+  // Written out of order: classes and files must come back sorted by name.
+  write_bytes(dir_ / "zebra" / "b.jpg", encode_jpeg(5, w, h));
+  write_bytes(dir_ / "zebra" / "a.jpg", encode_jpeg(4, w, h));
+  write_bytes(dir_ / "ant" / "1.jpeg", encode_jpeg(1, w, h));
+  write_bytes(dir_ / "ant" / "0.JPG", encode_jpeg(0, w, h));
+  write_bytes(dir_ / "bee" / "x.jpg", encode_jpeg(2, w, h));
+  write_bytes(dir_ / "bee" / "notes.txt", {'h', 'i'});  // not an image: ignored
+  auto set = load_image_folder(dir_);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  EXPECT_EQ(set->classes, (std::vector<std::string>{"ant", "bee", "zebra"}));
+  ASSERT_EQ(set->pixels.shape(), (Shape{5, 3, h, w}));
+  EXPECT_EQ(set->pixels.dtype(), DType::u8);
+  const std::int32_t* l = set->labels.data<std::int32_t>();
+  EXPECT_EQ(std::vector<std::int32_t>(l, l + 5), (std::vector<std::int32_t>{0, 0, 1, 2, 2}));
+  const int order[5] = {0, 1, 2, 4, 5};  // the pattern index of each sorted file
+  int worst = 0;
+  for (int i = 0; i < 5; ++i)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const int got = set->pixels.data<std::uint8_t>()[((i * 3 + c) * h + y) * w + x];
+          worst = std::max(worst, std::abs(got - int(pattern(order[i], c, y, x))));
+        }
+  EXPECT_LE(worst, 3) << "JPEG quality 100, 4:4:4 keeps a smooth image within a few levels";
+  // max_per_class keeps the first files by name; to_dataset scales bytes by 1/255.
+  auto few = load_image_folder(dir_, {1});
+  ASSERT_TRUE(few.ok());
+  EXPECT_EQ(few->size(), 3);
+  auto d = to_dataset(*few);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->features(), 3 * h * w);
+  EXPECT_EQ(d->images.data<float>()[0], float(few->pixels.data<std::uint8_t>()[0]) / 255.0f);
+}
+
+TEST_F(ImageFiles, ImageFolderRefusesBadFilesByName) {
+  const auto good = encode_jpeg(0, 8, 6);
+  auto expect_refused = [&](const std::string& needle) {
+    auto set = load_image_folder(dir_);
+    ASSERT_FALSE(set.ok()) << "expected a refusal mentioning " << needle;
+    EXPECT_NE(set.error().to_string().find(needle), std::string::npos) << set.error().to_string();
+  };
+  expect_refused("has no class folders");
+  write_bytes(dir_ / "a" / "0.jpg", good);
+  fs::create_directories(dir_ / "b");
+  expect_refused("class folder '" + (dir_ / "b").string() + "' holds no");
+  write_bytes(dir_ / "b" / "0.jpg", encode_jpeg(1, 7, 6));  // another size
+  expect_refused("0.jpg' is 7x6 pixels, the set's images are 8x6");
+  // Cut inside the entropy-coded data (the headers intact): libjpeg only warns, which must still fail.
+  // (A larger image, so that there is scan data to cut; both images the same size.)
+  const auto big = encode_jpeg(3, 64, 48);
+  write_bytes(dir_ / "a" / "0.jpg", big);
+  write_bytes(dir_ / "b" / "0.jpg", std::vector<unsigned char>(big.begin(), big.end() - 200));
+  expect_refused("b/0.jpg' could not be decoded (corrupt or truncated JPEG)");
+  write_bytes(dir_ / "a" / "0.jpg", good);
+  write_bytes(dir_ / "b" / "0.jpg", std::vector<unsigned char>(good.begin(), good.begin() + long(good.size() / 3)));
+  expect_refused("b/0.jpg' is not a readable JPEG");  // cut inside the headers
+  write_bytes(dir_ / "b" / "0.jpg", {0x12, 0x34, 0x56, 0x78, 0x9a});
+  expect_refused("b/0.jpg' is not a readable JPEG");
+  auto missing = load_image_folder(dir_ / "nowhere");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().to_string().find("nowhere' is not a directory"), std::string::npos);
+}
+
+// The real CIFAR-10 JPEGs (../shared/data/cifar10), where this machine has them: 20 per class of the
+// test split, 32x32 RGB, labels in CIFAR-10's order.
+TEST(Cifar10Jpeg, SharedTestSplitLoads) {
+  const fs::path root = fs::path(FERRITE_SHARED_DATA_DIR) / "cifar10" / "test";
+  if (!fs::is_directory(root)) GTEST_SKIP() << root << " is not here (a fresh machine has no shared data)";
+  auto set = load_image_folder(root, {20});
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  ASSERT_EQ(set->pixels.shape(), (Shape{200, 3, 32, 32}));
+  ASSERT_EQ(set->classes.size(), 10u);
+  for (int c = 0; c < 10; ++c) EXPECT_EQ(set->classes[std::size_t(c)], kCifar10Classes[std::size_t(c)]);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(set->labels.data<std::int32_t>()[i], i / 20);
+  double mean = 0;  // a real photo set, not zeros: CIFAR-10's mean pixel is ~120
+  for (std::int64_t i = 0; i < set->pixels.numel(); ++i) mean += set->pixels.data<std::uint8_t>()[i];
+  mean /= double(set->pixels.numel());
+  EXPECT_GT(mean, 90);
+  EXPECT_LT(mean, 150);
+}
+#else
+TEST_F(ImageFiles, WithoutLibjpegTurboTheFolderLoaderSaysSo) {
+  fs::create_directories(dir_ / "a");
+  write_bytes(dir_ / "a" / "0.jpg", {0xff, 0xd8});
+  auto set = load_image_folder(dir_);
+  ASSERT_FALSE(set.ok());
+  EXPECT_NE(set.error().to_string().find("no JPEG decoder"), std::string::npos) << set.error().to_string();
+}
+#endif
+
+TEST_F(ImageFiles, Cifar10BinaryRecordsAndRefusals) {
+  std::vector<unsigned char> bytes;
+  for (int r = 0; r < 3; ++r) {
+    bytes.push_back(static_cast<unsigned char>(r * 4));  // labels 0, 4, 8
+    for (int i = 0; i < 3072; ++i) bytes.push_back(static_cast<unsigned char>((i + r * 7) % 251));
+  }
+  write_bytes(dir_ / "test_batch.bin", bytes);
+  auto set = load_cifar10_binary(dir_, Split::test);
+  ASSERT_TRUE(set.ok()) << set.error().to_string();
+  ASSERT_EQ(set->pixels.shape(), (Shape{3, 3, 32, 32}));
+  EXPECT_EQ(set->labels.data<std::int32_t>()[2], 8);
+  EXPECT_EQ(set->pixels.data<std::uint8_t>()[3072 + 1024], static_cast<std::uint8_t>((1024 + 7) % 251));  // record 1, G plane
+  EXPECT_EQ(set->classes[8], "ship");
+  // The train split needs all five batches.
+  auto train = load_cifar10_binary(dir_, Split::train);
+  ASSERT_FALSE(train.ok());
+  EXPECT_NE(train.error().to_string().find("data_batch_1.bin"), std::string::npos);
+  // Not whole records, and a label that is no CIFAR-10 class.
+  write_bytes(dir_ / "test_batch.bin", std::vector<unsigned char>(bytes.begin(), bytes.end() - 1));
+  auto cut = load_cifar10_binary(dir_, Split::test);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.error().to_string().find("is 9218 bytes, not a whole number of 3073-byte"), std::string::npos)
+      << cut.error().to_string();
+  bytes[3073] = 10;
+  write_bytes(dir_ / "test_batch.bin", bytes);
+  auto bad = load_cifar10_binary(dir_, Split::test);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().to_string().find("record 1 has label 10"), std::string::npos) << bad.error().to_string();
+}
