@@ -54,6 +54,7 @@
 #include "ferrite/io/half.hpp"
 #include "ferrite/io/png.hpp"
 #include "ferrite/io/safetensors.hpp"
+#include "ferrite/data/augment.hpp"
 #include "ferrite/data/dataset.hpp"
 #include "ferrite/data/idx.hpp"
 #include "ferrite/data/images.hpp"

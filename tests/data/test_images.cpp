@@ -2,6 +2,8 @@
 // (written here), their refusals by name, and the real CIFAR-10 JPEGs of ../shared/data where present.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <turbojpeg.h>
 #endif
 
+#include "ferrite/data/augment.hpp"
 #include "ferrite/data/images.hpp"
 
 using namespace ferrite;
@@ -185,4 +188,102 @@ TEST_F(ImageFiles, Cifar10BinaryRecordsAndRefusals) {
   auto bad = load_cifar10_binary(dir_, Split::test);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().to_string().find("record 1 has label 10"), std::string::npos) << bad.error().to_string();
+}
+
+namespace {
+// A set of n images [3, h, w] with pixel (i, c, y, x) = (i * 50 + c * 80 + y * 7 + x * 3) % 256, labels i % 10.
+ImageSet counting_images(std::int64_t n, std::int64_t h, std::int64_t w) {
+  ImageSet set;
+  set.pixels = Tensor::empty({n, 3, h, w}, DType::u8).value();
+  set.labels = Tensor::empty({n}, DType::i32).value();
+  for (std::int64_t i = 0; i < n; ++i) {
+    set.labels.data<std::int32_t>()[i] = static_cast<std::int32_t>(i % 10);
+    for (std::int64_t c = 0; c < 3; ++c)
+      for (std::int64_t y = 0; y < h; ++y)
+        for (std::int64_t x = 0; x < w; ++x)
+          set.pixels.data<std::uint8_t>()[((i * 3 + c) * h + y) * w + x] = static_cast<std::uint8_t>((i * 50 + c * 80 + y * 7 + x * 3) % 256);
+  }
+  set.classes.assign(10, "c");
+  set.name = "counting";
+  return set;
+}
+}  // namespace
+
+// Crop with zero padding, flip and normalization against a direct reading of torchvision's recipe.
+TEST(Augment, CropFlipNormalizeMatchTheRecipe) {
+  const std::int64_t h = 6, w = 5;
+  const ImageSet set = counting_images(12, h, w);
+  AugmentOptions o;
+  o.pad = 2;
+  std::vector<std::int32_t> idx{11, 3, 3, 0, 7};
+  std::vector<float> out(idx.size() * 3 * h * w);
+  std::vector<std::int32_t> labels(idx.size());
+  ASSERT_TRUE(augment_batch(set, idx, 4, 99, o, {out.data(), std::int64_t(idx.size()), 3 * h * w, 3 * h * w}, labels.data()).ok());
+  bool any_flip = false, any_shift = false;
+  for (std::size_t b = 0; b < idx.size(); ++b) {
+    EXPECT_EQ(labels[b], idx[b] % 10);
+    const AugmentDraw d = augment_params(99, 4, idx[b], o);
+    any_flip = any_flip || d.flip;
+    any_shift = any_shift || d.dx != o.pad || d.dy != o.pad;
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          // padded image P[y'][x'] = src[y' - pad][x' - pad] (0 outside); crop at (dy, dx); then flip the crop
+          const int cx = d.flip ? int(w) - 1 - x : x;
+          const int sy = y + d.dy - o.pad, sx = cx + d.dx - o.pad;
+          const float byte = (sy >= 0 && sy < h && sx >= 0 && sx < w)
+                                 ? float(set.pixels.data<std::uint8_t>()[((idx[b] * 3 + c) * h + sy) * w + sx])
+                                 : 0.0f;
+          const float want = (byte / 255.0f - o.mean[std::size_t(c)]) / o.std[std::size_t(c)];
+          ASSERT_EQ(out[((b * 3 + c) * h + y) * w + x], want) << "image " << b << " c " << c << " y " << y << " x " << x;
+        }
+  }
+  // The same sample twice in a batch gets the same draw (it depends on the sample, not the position).
+  EXPECT_TRUE(std::equal(out.begin() + 1 * 3 * h * w, out.begin() + 2 * 3 * h * w, out.begin() + 2 * 3 * h * w));
+  EXPECT_TRUE(any_flip && any_shift) << "five draws without a flip or a shift: the test proves little";
+}
+
+// Draws are a pure function of (seed, epoch, sample): uniform offsets over [0, 2·pad], flips near 1/2,
+// another epoch or seed draws anew.
+TEST(Augment, DrawsArePureAndCoverTheRange) {
+  AugmentOptions o;
+  std::array<int, 9> dx{}, dy{};
+  int flips = 0;
+  for (std::int64_t s = 0; s < 9000; ++s) {
+    const AugmentDraw d = augment_params(5, 2, s, o);
+    ASSERT_GE(d.dx, 0);
+    ASSERT_LE(d.dx, 8);
+    ++dx[std::size_t(d.dx)];
+    ++dy[std::size_t(d.dy)];
+    flips += d.flip;
+    const AugmentDraw again = augment_params(5, 2, s, o);
+    ASSERT_TRUE(again.dx == d.dx && again.dy == d.dy && again.flip == d.flip);
+  }
+  for (int k = 0; k < 9; ++k) {
+    EXPECT_NEAR(dx[std::size_t(k)], 1000, 150) << k;
+    EXPECT_NEAR(dy[std::size_t(k)], 1000, 150) << k;
+  }
+  EXPECT_NEAR(flips, 4500, 250);
+  int same = 0;
+  for (std::int64_t s = 0; s < 200; ++s) {
+    const AugmentDraw a = augment_params(5, 2, s, o), b = augment_params(5, 3, s, o);
+    same += a.dx == b.dx && a.dy == b.dy && a.flip == b.flip;
+  }
+  EXPECT_LT(same, 20) << "the next epoch should draw new crops";
+}
+
+TEST(Augment, EvaluationNormalizesOnlyAndBadInputIsRefused) {
+  const ImageSet set = counting_images(3, 4, 4);
+  AugmentOptions o;
+  std::vector<std::int32_t> idx{2};
+  std::vector<float> out(48);
+  ASSERT_TRUE(normalize_batch(set, idx, o, {out.data(), 1, 48, 48}, nullptr).ok());
+  EXPECT_EQ(out[5], (float(set.pixels.data<std::uint8_t>()[2 * 48 + 5]) / 255.0f - o.mean[0]) / o.std[0]);
+  std::vector<std::int32_t> bad{3};
+  auto e = augment_batch(set, bad, 0, 1, o, {out.data(), 1, 48, 48}, nullptr);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().to_string().find("index 3 at batch position 0 is outside"), std::string::npos) << e.error().to_string();
+  auto shape = augment_batch(set, idx, 0, 1, o, {out.data(), 1, 47, 47}, nullptr);
+  ASSERT_FALSE(shape.ok());
+  EXPECT_EQ(shape.error().code, ErrorCode::shape_mismatch);
 }
