@@ -60,6 +60,7 @@
 #include "ferrite/data/images.hpp"
 #include "ferrite/data/loader.hpp"
 #include "ferrite/data/synthetic.hpp"
+#include "ferrite/data/synthetic_images.hpp"
 #include "ferrite/nn/activation.hpp"
 #include "ferrite/nn/init.hpp"
 #include "ferrite/nn/linear.hpp"

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -18,6 +19,8 @@
 
 #include "ferrite/data/augment.hpp"
 #include "ferrite/data/images.hpp"
+#include "ferrite/data/synthetic_images.hpp"
+#include "ferrite/backend/cpu/threading.hpp"
 
 using namespace ferrite;
 using namespace ferrite::data;
@@ -286,4 +289,47 @@ TEST(Augment, EvaluationNormalizesOnlyAndBadInputIsRefused) {
   auto shape = augment_batch(set, idx, 0, 1, o, {out.data(), 1, 47, 47}, nullptr);
   ASSERT_FALSE(shape.ok());
   EXPECT_EQ(shape.error().code, ErrorCode::shape_mismatch);
+}
+
+// The synthetic CIFAR-shaped set: the shape, balanced labels, identical for any thread count, and
+// learnable: a nearest-class-mean classifier on the train split's class means beats chance on test.
+TEST(SyntheticImages, ShapeBalanceDeterminismAndSignal) {
+  auto train = make_synthetic_images(500, 7, Split::train);
+  ASSERT_TRUE(train.ok()) << train.error().to_string();
+  ASSERT_EQ(train->pixels.shape(), (Shape{500, 3, 32, 32}));
+  std::array<int, 10> count{};
+  for (int i = 0; i < 500; ++i) ++count[std::size_t(train->labels.data<std::int32_t>()[i])];
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(count[std::size_t(k)], 50);
+  {
+    cpu::ThreadLimit one(1);
+    auto again = make_synthetic_images(500, 7, Split::train);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(std::memcmp(again->pixels.raw_data(), train->pixels.raw_data(), train->pixels.nbytes()), 0);
+  }
+  auto test = make_synthetic_images(200, 7, Split::test);
+  ASSERT_TRUE(test.ok());
+  EXPECT_NE(std::memcmp(test->pixels.raw_data(), train->pixels.raw_data(), test->pixels.nbytes()), 0);
+  const std::int64_t f = 3 * 32 * 32;
+  std::vector<double> mean(10 * f, 0.0);
+  for (int i = 0; i < 500; ++i)
+    for (std::int64_t p = 0; p < f; ++p)
+      mean[std::size_t(train->labels.data<std::int32_t>()[i] * f + p)] += train->pixels.data<std::uint8_t>()[i * f + p] / 50.0;
+  int correct = 0;
+  for (int i = 0; i < 200; ++i) {
+    int best = 0;
+    double best_d = 1e300;
+    for (int k = 0; k < 10; ++k) {
+      double d = 0;
+      for (std::int64_t p = 0; p < f; ++p) {
+        const double e = test->pixels.data<std::uint8_t>()[i * f + p] - mean[std::size_t(k * f + p)];
+        d += e * e;
+      }
+      if (d < best_d) best_d = d, best = k;
+    }
+    correct += best == test->labels.data<std::int32_t>()[i];
+  }
+  std::printf("synthetic images: nearest class mean classifies %d / 200 test images\n", correct);
+  EXPECT_GT(correct, 40) << "nearest class mean: " << correct << " / 200 (chance: 20)";
+  EXPECT_LT(correct, 200) << "every test image classified by its class mean: too easy to tell a network apart";
+  EXPECT_FALSE(make_synthetic_images(0, 7, Split::train).ok());
 }
