@@ -189,9 +189,6 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
     const json config = config_json(c);
     for (const auto& [key, value] : config.items()) fields.emplace_back(key, value.dump());
     FE_TRY(group.check_same_config(fields));
-    if (c.zero1 && (!c.checkpoint.empty() || !c.resume.empty()))
-      return make_error(ErrorCode::unsupported, "bench/mnist",
-                        "--zero1 with --checkpoint/--resume: a checkpoint of sharded optimizer state is not written yet");
     if (c.batch % world != 0)
       return make_error(ErrorCode::invalid_argument, "bench/mnist",
                         fmt::format("--batch {} is the global batch and must divide among the {} ranks", c.batch, world));
@@ -247,12 +244,8 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   }
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::make_optimizer(params, opt, &store));
-  if (c.zero1) {
-    if (!group.active())
-      return make_error(ErrorCode::invalid_argument, "bench/mnist", "--zero1 needs a data-parallel run (mpirun -np N)");
-    const auto shard = group.shard_of(store.total_elements());
-    FE_TRY(optimizer->shard(shard.begin, shard.end));
-  }
+  if (c.zero1 && !group.active())
+    return make_error(ErrorCode::invalid_argument, "bench/mnist", "--zero1 needs a data-parallel run (mpirun -np N)");
   std::int64_t first_epoch = 0;
   if (!c.resume.empty()) {  // every rank reads the same file: the same weights and state everywhere
     FE_TRY_ASSIGN(const train::CheckpointInfo info, train::load_checkpoint(c.resume, *optimizer, checkpoint_fields(c, train)));
@@ -262,9 +255,37 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
                                     info.epochs_done, c.epochs));
     first_epoch = info.epochs_done;
   }
+  if (c.zero1) {  // after a resume: each rank keeps its slice of the restored state
+    const auto shard = group.shard_of(store.total_elements());
+    FE_TRY(optimizer->shard(shard.begin, shard.end));
+  }
   auto on_epoch = [&](std::int64_t done) -> Status {
-    if (c.checkpoint.empty() || !group.is_root()) return ok_status();
-    return train::save_checkpoint(c.checkpoint, *optimizer, done, checkpoint_fields(c, train));
+    if (c.checkpoint.empty()) return ok_status();
+    if (!optimizer->sharded()) {
+      if (!group.is_root()) return ok_status();
+      return train::save_checkpoint(c.checkpoint, *optimizer, done, checkpoint_fields(c, train));
+    }
+    // ZeRO-1: every rank contributes its state slice to a whole copy (an all-gather), rank 0 writes it.
+    const std::int64_t n = store.total_elements(), begin = optimizer->shard_begin();
+    std::vector<Tensor> whole;
+    for (std::size_t k = 0; k < optimizer->state_keys().size(); ++k) {
+      FE_TRY_ASSIGN(Tensor full, Tensor::zeros({n}, DType::f32));
+      FE_TRY_ASSIGN(Tensor mine, optimizer->flat_state(k)->to(Device::cpu()));
+      std::copy(mine.data<float>(), mine.data<float>() + mine.numel(), full.data<float>() + begin);
+      FE_TRY(group.all_gather_shards(ctx, full.ref(), "the optimizer-state gather"));
+      whole.push_back(std::move(full));
+    }
+    if (!group.is_root()) return ok_status();
+    std::vector<Tensor> aliases;  // [param][key] views into the gathered copies
+    const std::size_t keys = whole.size();
+    aliases.reserve(params.size() * keys);
+    for (std::size_t i = 0; i < params.size(); ++i)
+      for (std::size_t k = 0; k < keys; ++k) {
+        FE_TRY_ASSIGN(Tensor a, store.alias_in(whole[k], i));
+        aliases.push_back(std::move(a));
+      }
+    return train::save_checkpoint(c.checkpoint, *optimizer, done, checkpoint_fields(c, train),
+                                  [&](std::size_t i, std::size_t k) { return &aliases[i * keys + k]; });
   };
   const train::CommStats comm_before = group.stats();
   FE_TRY_ASSIGN(const train::TrainHistory history,

@@ -724,8 +724,42 @@ TEST(OptimShard, ShardsTogetherEqualTheWholeUpdateBitForBit) {
       const float* b = shard_store.values().ptr<float>();
       for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(a[i], b[i]) << name << " step " << step << " element " << i;
     }
-    EXPECT_FALSE(first->shard(0, cut).ok()) << "sharding after a step must be refused";
+    EXPECT_FALSE(first->shard(0, cut).ok()) << "sharding twice must be refused";
   }
+}
+
+// Sharding after steps (a resumed ZeRO-1 run: load, then shard) keeps the slice's state: the sharded
+// optimizer goes on exactly as the whole one.
+TEST(OptimShard, ShardingAfterStepsKeepsTheState) {
+  auto a_model = models::make_mlp(6, {5}, 3, 9).value(), b_model = models::make_mlp(6, {5}, 3, 9).value();
+  auto a_params = a_model.parameters(), b_params = b_model.parameters();
+  auto a_store = nn::ParameterStore::create(a_params).value(), b_store = nn::ParameterStore::create(b_params).value();
+  optim::OptimizerOptions o;
+  auto a = optim::make_optimizer(a_params, o, &a_store).value(), b = optim::make_optimizer(b_params, o, &b_store).value();
+  const std::int64_t n = a_store.total_elements(), cut = 64;
+  auto set_grads = [&](int step) {
+    for (auto* store : {&a_store, &b_store}) {
+      float* g = store->grads().ptr<float>();
+      for (std::int64_t i = 0; i < n; ++i) g[i] = 0.02f * float((i * 13 + step * 5) % 17) - 0.15f;
+    }
+  };
+  for (int step = 0; step < 2; ++step) {
+    set_grads(step);
+    ASSERT_TRUE(a->step().ok());
+    ASSERT_TRUE(b->step().ok());
+  }
+  ASSERT_TRUE(b->shard(cut, n).ok());
+  for (int step = 2; step < 4; ++step) {
+    set_grads(step);
+    ASSERT_TRUE(a->step().ok());
+    ASSERT_TRUE(b->step().ok());
+  }
+  for (std::int64_t i = cut; i < n; ++i)
+    ASSERT_EQ(a_store.values().ptr<float>()[i], b_store.values().ptr<float>()[i]) << "element " << i;
+  const Tensor* m = b->flat_state(0);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->numel(), n - cut);
+  EXPECT_EQ(m->data<float>()[0], a->flat_state(0)->data<float>()[cut]);
 }
 
 TEST(OptimShard, RefusesWithoutAStoreAndOutOfRange) {

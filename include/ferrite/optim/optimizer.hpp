@@ -145,18 +145,21 @@ class Optimizer {
 
   // ZeRO-1 (train/distributed.hpp): from now on this optimizer updates only the flat elements
   // [begin, end) of its ParameterStore and keeps state for those alone — the rest of the model is other
-  // ranks' to update. Flat path only, before the first step; per-parameter state() is then null (the
-  // state is a slice of the flat layout, not whole parameters).
+  // ranks' to update. The slice's state is kept (so a restored checkpoint can be sharded after it is
+  // loaded). Flat path only, once; per-parameter state() is then null (the state is a slice of the flat
+  // layout, not whole parameters): flat_state(k) is the slice of key k.
   Status shard(std::int64_t begin, std::int64_t end) {
     const std::string op = op_name_ + "::shard";
     if (!store_) return make_error(ErrorCode::unsupported, op, "needs the flat path (an optimizer made over a ParameterStore)");
-    if (step_ != 0) return make_error(ErrorCode::invalid_argument, op, fe_format("after {} steps: shard before the first", step_));
+    if (sharded_) return make_error(ErrorCode::invalid_argument, op, "the optimizer is sharded already");
     if (begin < 0 || end < begin || end > store_->total_elements())
       return make_error(ErrorCode::invalid_argument, op,
                         fe_format("[{}, {}) is not a range of the store's {} elements", begin, end, store_->total_elements()));
     std::vector<Tensor> flat;
     for (std::size_t k = 0; k < keys_.size(); ++k) {
-      FE_TRY_ASSIGN(Tensor t, Tensor::zeros({end - begin}, DType::f32, store_->device()));
+      FE_TRY_ASSIGN(Tensor slice, Tensor::alias(flat_state_[k], static_cast<std::size_t>(begin) * sizeof(float), {end - begin},
+                                                DType::f32));
+      FE_TRY_ASSIGN(Tensor t, slice.clone());
       flat.push_back(std::move(t));
     }
     state_.clear();
@@ -167,6 +170,9 @@ class Optimizer {
     return ok_status();
   }
   bool sharded() const noexcept { return sharded_; }
+  std::int64_t shard_begin() const noexcept { return sharded_ ? shard_begin_ : 0; }
+  // Key k's state over the flat range this optimizer updates (the whole store, or its shard); flat path.
+  const Tensor* flat_state(std::size_t k) const noexcept { return k < flat_state_.size() ? &flat_state_[k] : nullptr; }
   // Elements of optimizer state per key this optimizer holds (all of the store's, or its shard's).
   std::int64_t state_elements() const noexcept {
     return flat_state_.empty() ? 0 : flat_state_.front().numel();

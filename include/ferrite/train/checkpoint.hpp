@@ -15,6 +15,7 @@
 // unless everything matches.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,20 +45,29 @@ inline Result<const Tensor*> host_view(const Tensor& t, std::vector<Tensor>& kee
 }
 }  // namespace checkpoint_detail
 
+// Where the state tensor (parameter, key) comes from: the optimizer's own, or (ZeRO-1) a copy gathered
+// from every rank's shard.
+using StateLookup = std::function<const Tensor*(std::size_t param, std::size_t key)>;
+
 inline Status save_checkpoint(const std::filesystem::path& path, const optim::Optimizer& optimizer, std::int64_t epochs_done,
-                              const io::SafetensorsMetadata& fields = {}) {
+                              const io::SafetensorsMetadata& fields = {}, const StateLookup& state = {}) {
   io::TensorRefs refs;
   std::vector<Tensor> keep;
   const auto& params = optimizer.params();
-  keep.reserve(params.size() * (1 + optimizer.state_keys().size()));  // no reallocation: refs point into it
-  for (const auto& p : params) {
+  const auto& keys = optimizer.state_keys();
+  keep.reserve(params.size() * (1 + keys.size()));  // no reallocation: refs point into it
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
     FE_TRY_ASSIGN(const Tensor* v, checkpoint_detail::host_view(*p.value, keep));
     refs.emplace_back(p.name, v);
-    for (const auto& key : optimizer.state_keys()) {
-      const Tensor* st = optimizer.state(p.name, key);
-      if (!st) return make_error(ErrorCode::internal, "save_checkpoint", "no state '" + key + "' for '" + p.name + "'");
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      const Tensor* st = state ? state(i, k) : optimizer.state(p.name, keys[k]);
+      if (!st)
+        return make_error(ErrorCode::invalid_argument, "save_checkpoint",
+                          "no state '" + keys[k] + "' for '" + p.name + "'" +
+                              (optimizer.sharded() ? " (a sharded optimizer: gather its state first)" : ""));
       FE_TRY_ASSIGN(const Tensor* h, checkpoint_detail::host_view(*st, keep));
-      refs.emplace_back(checkpoint_detail::state_name(p.name, key), h);
+      refs.emplace_back(checkpoint_detail::state_name(p.name, keys[k]), h);
     }
   }
   io::SafetensorsMetadata meta = fields;
@@ -69,10 +79,13 @@ inline Status save_checkpoint(const std::filesystem::path& path, const optim::Op
 }
 
 // Restores parameters, optimizer state and step count from `path`; `expect` fields must match the
-// file's metadata (a checkpoint of another model or run is refused, naming the field).
+// file's metadata (a checkpoint of another model or run is refused, naming the field). Into an
+// unsharded optimizer (ZeRO-1: load, then Optimizer::shard keeps each rank's slice).
 inline Result<CheckpointInfo> load_checkpoint(const std::filesystem::path& path, optim::Optimizer& optimizer,
                                               const io::SafetensorsMetadata& expect = {}) {
   constexpr const char* op = "load_checkpoint";
+  if (optimizer.sharded())
+    return make_error(ErrorCode::invalid_argument, op, path.string() + ": load into the optimizer before sharding it");
   FE_TRY_ASSIGN(io::SafetensorsFile file, io::load_safetensors(path));
   const std::string source = path.string();
   std::string problems;
