@@ -261,31 +261,7 @@ Result<bench::RunSections> run(const Config& c, int threads, train::ProcessGroup
   }
   auto on_epoch = [&](std::int64_t done) -> Status {
     if (c.checkpoint.empty()) return ok_status();
-    if (!optimizer->sharded()) {
-      if (!group.is_root()) return ok_status();
-      return train::save_checkpoint(c.checkpoint, *optimizer, done, checkpoint_fields(c, train));
-    }
-    // ZeRO-1: every rank contributes its state slice to a whole copy (an all-gather), rank 0 writes it.
-    const std::int64_t n = store.total_elements(), begin = optimizer->shard_begin();
-    std::vector<Tensor> whole;
-    for (std::size_t k = 0; k < optimizer->state_keys().size(); ++k) {
-      FE_TRY_ASSIGN(Tensor full, Tensor::zeros({n}, DType::f32));
-      FE_TRY_ASSIGN(Tensor mine, optimizer->flat_state(k)->to(Device::cpu()));
-      std::copy(mine.data<float>(), mine.data<float>() + mine.numel(), full.data<float>() + begin);
-      FE_TRY(group.all_gather_shards(ctx, full.ref(), "the optimizer-state gather"));
-      whole.push_back(std::move(full));
-    }
-    if (!group.is_root()) return ok_status();
-    std::vector<Tensor> aliases;  // [param][key] views into the gathered copies
-    const std::size_t keys = whole.size();
-    aliases.reserve(params.size() * keys);
-    for (std::size_t i = 0; i < params.size(); ++i)
-      for (std::size_t k = 0; k < keys; ++k) {
-        FE_TRY_ASSIGN(Tensor a, store.alias_in(whole[k], i));
-        aliases.push_back(std::move(a));
-      }
-    return train::save_checkpoint(c.checkpoint, *optimizer, done, checkpoint_fields(c, train),
-                                  [&](std::size_t i, std::size_t k) { return &aliases[i * keys + k]; });
+    return train::save_checkpoint(ctx, group, store, c.checkpoint, *optimizer, done, checkpoint_fields(c, train));
   };
   const train::CommStats comm_before = group.stats();
   FE_TRY_ASSIGN(const train::TrainHistory history,

@@ -4,6 +4,7 @@
 // buffers, allocation-free because the training loop calls it every step.
 //   epoch_order(n, seed, epoch)            -> permutation of [0, n)
 //   shard_order(order, rank, world, drop)  -> rank's share of an epoch (torch DistributedSampler)
+//   shard_length(n, world, drop)           -> its length
 //   gather_batch(data, idx[B], out[B, F])  -> out rows = data rows idx
 //   correct_count / accuracy(logits[B, C]) -> argmax == label
 #include <algorithm>
@@ -43,11 +44,16 @@ inline std::vector<std::int32_t> epoch_order(std::int64_t n, std::uint64_t seed,
 // is padded by repeating its start until it divides by `world`, with drop_last the tail is dropped;
 // rank r takes positions r, r + world, r + 2·world, … So batch b of local batch size B/world on every
 // rank together is exactly batch b of size B of the whole order (where nothing was padded or dropped).
+// The length of every rank's share of n samples.
+inline constexpr std::int64_t shard_length(std::int64_t n, int world, bool drop_last) noexcept {
+  const std::int64_t per_rank = drop_last && n % world != 0 ? (n - world + world - 1) / world : (n + world - 1) / world;
+  return per_rank > 0 ? per_rank : 0;
+}
 inline std::vector<std::int32_t> shard_order(std::span<const std::int32_t> order, int rank, int world, bool drop_last) {
   assert(world >= 1 && rank >= 0 && rank < world);
   const auto n = static_cast<std::int64_t>(order.size());
-  const std::int64_t per_rank = drop_last && n % world != 0 ? (n - world + world - 1) / world : (n + world - 1) / world;
-  std::vector<std::int32_t> local(static_cast<std::size_t>(std::max<std::int64_t>(per_rank, 0)));
+  const std::int64_t per_rank = shard_length(n, world, drop_last);
+  std::vector<std::int32_t> local(static_cast<std::size_t>(per_rank));
   for (std::int64_t j = 0; j < per_rank && n > 0; ++j)
     local[static_cast<std::size_t>(j)] = order[static_cast<std::size_t>((rank + j * world) % n)];
   return local;

@@ -14,18 +14,47 @@
 
 namespace ferrite::nn {
 
+namespace detail {
+// `t` itself on the host, else a host copy kept in `keep` (reserved by the caller: the writer holds
+// pointers into it).
+inline Result<const Tensor*> host_view(const Tensor& t, std::vector<Tensor>& keep) {
+  if (t.device().is_cpu()) return &t;
+  FE_TRY_ASSIGN(keep.emplace_back(), t.to(Device::cpu()));
+  return &keep.back();
+}
+
+// load_state_dict(strict=True)'s checks of `file` against the tensors a caller will fill (name ->
+// tensor pointer pairs): missing, mis-shaped, other dtype, unexpected; each problem is passed to `note`,
+// with `expecter` naming who expects the shape ("the model", "this run").
+template <class Targets, class Note>
+void note_strict_mismatches(const Targets& targets, const io::SafetensorsFile& file, const std::string& expecter,
+                            Note&& note) {
+  for (const auto& [name, target] : targets) {
+    const Tensor* t = file.find(name);
+    if (!t)
+      note("missing '" + name + "'");
+    else if (t->shape() != target->shape())
+      note("'" + name + "' has shape " + t->shape().to_string() + ", " + expecter + " expects " + target->shape().to_string());
+    else if (t->dtype() != target->dtype())
+      note("'" + name + "' has dtype " + std::string(dtype_name(t->dtype())) + ", " + expecter + " expects " +
+           std::string(dtype_name(target->dtype())));
+  }
+  for (const auto& name : file.names()) {
+    bool known = false;
+    for (const auto& target : targets) known = known || target.first == name;
+    if (!known) note("unexpected '" + name + "'");
+  }
+}
+}  // namespace detail
+
 // Parameters on a GPU are copied to the host first.
 inline Status save_parameters(const ParameterList& params, const std::filesystem::path& path) {
   io::TensorRefs refs;
   std::vector<Tensor> host_copies;
   host_copies.reserve(params.size());
   for (const auto& p : params) {
-    if (p.value->device().is_cpu()) {
-      refs.emplace_back(p.name, p.value);
-    } else {
-      FE_TRY_ASSIGN(host_copies.emplace_back(), p.value->to(Device::cpu()));
-      refs.emplace_back(p.name, &host_copies.back());
-    }
+    FE_TRY_ASSIGN(const Tensor* v, detail::host_view(*p.value, host_copies));
+    refs.emplace_back(p.name, v);
   }
   return io::save_safetensors(path, refs, {{"format", "pt"}, {"producer", "ferrite"}});
 }
@@ -56,22 +85,9 @@ inline Status check_finite(const Tensor& t, const std::string& op, const std::st
 inline Status load_parameters(ParameterList& params, const io::SafetensorsFile& file, const std::string& source) {
   std::string problems;
   auto note = [&](const std::string& s) { problems += (problems.empty() ? "" : "; ") + s; };
-  for (const auto& p : params) {
-    const Tensor* t = file.find(p.name);
-    if (!t)
-      note("missing '" + p.name + "'");
-    else if (t->shape() != p.value->shape())
-      note("'" + p.name + "' has shape " + t->shape().to_string() + ", the model expects " +
-           p.value->shape().to_string());
-    else if (t->dtype() != p.value->dtype())
-      note("'" + p.name + "' has dtype " + std::string(dtype_name(t->dtype())) + ", the model expects " +
-           std::string(dtype_name(p.value->dtype())));
-  }
-  for (const auto& name : file.names()) {
-    bool known = false;
-    for (const auto& p : params) known = known || p.name == name;
-    if (!known) note("unexpected '" + name + "'");
-  }
+  std::vector<std::pair<std::string, const Tensor*>> targets;
+  for (const auto& p : params) targets.emplace_back(p.name, p.value);
+  detail::note_strict_mismatches(targets, file, "the model", note);
   if (!problems.empty())
     return make_error(ErrorCode::invalid_argument, "load_parameters", source + ": " + problems);
   for (const auto& p : params) FE_TRY(check_finite(*file.find(p.name), "load_parameters", source + ": '" + p.name + "'"));

@@ -8,11 +8,12 @@
 //   metadata  format = ferrite-checkpoint/1, optimizer = Adam | AdamW | SGD, step (optimizer steps
 //             done), epochs_done, and the caller's fields (bench/mnist: model, batch, seed, ...)
 //
-// The state is the global one (every rank of a data-parallel run holds the same), so a checkpoint
-// resumes at any world size. Loading is strict, like load_state_dict(strict=True): every tensor
+// The state is the global one (every rank of a data-parallel run holds the same; a ZeRO-1 run gathers
+// its shards first), so a checkpoint resumes at any world size. Loading is strict, like load_state_dict(strict=True): every tensor
 // present with its shape, nothing unexpected, every value finite, the same optimizer, and the
 // caller's `expect` fields equal; all problems are reported together by name, and nothing changes
 // unless everything matches.
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -23,6 +24,7 @@
 #include "ferrite/io/safetensors.hpp"
 #include "ferrite/nn/state_dict.hpp"
 #include "ferrite/optim/optimizer.hpp"
+#include "ferrite/train/distributed.hpp"
 
 namespace ferrite::train {
 
@@ -36,13 +38,6 @@ struct CheckpointInfo {
 
 namespace checkpoint_detail {
 inline std::string state_name(const std::string& param, const std::string& key) { return "optimizer." + param + "." + key; }
-
-// Host copies of device tensors (kept alive in `keep`) so that the writer sees host bytes.
-inline Result<const Tensor*> host_view(const Tensor& t, std::vector<Tensor>& keep) {
-  if (t.device().is_cpu()) return &t;
-  FE_TRY_ASSIGN(keep.emplace_back(), t.to(Device::cpu()));
-  return &keep.back();
-}
 }  // namespace checkpoint_detail
 
 // Where the state tensor (parameter, key) comes from: the optimizer's own, or (ZeRO-1) a copy gathered
@@ -58,7 +53,7 @@ inline Status save_checkpoint(const std::filesystem::path& path, const optim::Op
   keep.reserve(params.size() * (1 + keys.size()));  // no reallocation: refs point into it
   for (std::size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
-    FE_TRY_ASSIGN(const Tensor* v, checkpoint_detail::host_view(*p.value, keep));
+    FE_TRY_ASSIGN(const Tensor* v, nn::detail::host_view(*p.value, keep));
     refs.emplace_back(p.name, v);
     for (std::size_t k = 0; k < keys.size(); ++k) {
       const Tensor* st = state ? state(i, k) : optimizer.state(p.name, keys[k]);
@@ -66,7 +61,7 @@ inline Status save_checkpoint(const std::filesystem::path& path, const optim::Op
         return make_error(ErrorCode::invalid_argument, "save_checkpoint",
                           "no state '" + keys[k] + "' for '" + p.name + "'" +
                               (optimizer.sharded() ? " (a sharded optimizer: gather its state first)" : ""));
-      FE_TRY_ASSIGN(const Tensor* h, checkpoint_detail::host_view(*st, keep));
+      FE_TRY_ASSIGN(const Tensor* h, nn::detail::host_view(*st, keep));
       refs.emplace_back(checkpoint_detail::state_name(p.name, keys[k]), h);
     }
   }
@@ -76,6 +71,34 @@ inline Status save_checkpoint(const std::filesystem::path& path, const optim::Op
   meta["step"] = std::to_string(optimizer.step_count());
   meta["epochs_done"] = std::to_string(epochs_done);
   return io::save_safetensors(path, refs, meta);
+}
+
+// The checkpoint of a data-parallel run, called by every rank: rank 0 writes it. A sharded optimizer's
+// state (ZeRO-1) is first all-gathered into whole host copies, so the file is the same as an unsharded
+// run's and resumes at any world size, sharded or not.
+inline Status save_checkpoint(Context& ctx, ProcessGroup& group, const nn::ParameterStore& store,
+                              const std::filesystem::path& path, const optim::Optimizer& optimizer, std::int64_t epochs_done,
+                              const io::SafetensorsMetadata& fields = {}) {
+  if (!optimizer.sharded()) return group.is_root() ? save_checkpoint(path, optimizer, epochs_done, fields) : ok_status();
+  const std::int64_t n = store.total_elements(), begin = optimizer.shard_begin();
+  std::vector<Tensor> whole;  // [key]: the store's layout
+  for (std::size_t k = 0; k < optimizer.state_keys().size(); ++k) {
+    FE_TRY_ASSIGN(Tensor full, Tensor::zeros({n}, DType::f32));
+    FE_TRY_ASSIGN(Tensor mine, optimizer.flat_state(k)->to(Device::cpu()));
+    std::copy(mine.data<float>(), mine.data<float>() + mine.numel(), full.data<float>() + begin);
+    FE_TRY(group.all_gather_shards(ctx, full.ref(), "the optimizer-state gather"));
+    whole.push_back(std::move(full));
+  }
+  if (!group.is_root()) return ok_status();
+  const std::size_t keys = whole.size();
+  std::vector<Tensor> aliases;  // [param][key] views into the gathered copies
+  aliases.reserve(optimizer.params().size() * keys);
+  for (std::size_t i = 0; i < optimizer.params().size(); ++i)
+    for (std::size_t k = 0; k < keys; ++k) {
+      FE_TRY_ASSIGN(Tensor a, store.alias_in(whole[k], i));
+      aliases.push_back(std::move(a));
+    }
+  return save_checkpoint(path, optimizer, epochs_done, fields, [&](std::size_t i, std::size_t k) { return &aliases[i * keys + k]; });
 }
 
 // Restores parameters, optimizer state and step count from `path`; `expect` fields must match the
@@ -119,21 +142,7 @@ inline Result<CheckpointInfo> load_checkpoint(const std::filesystem::path& path,
     for (const auto& key : optimizer.state_keys())
       targets.emplace_back(checkpoint_detail::state_name(p.name, key), optimizer.state(p.name, key));
   }
-  for (const auto& [name, target] : targets) {
-    const Tensor* t = file.find(name);
-    if (!t)
-      note("missing '" + name + "'");
-    else if (t->shape() != target->shape())
-      note("'" + name + "' has shape " + t->shape().to_string() + ", this run expects " + target->shape().to_string());
-    else if (t->dtype() != target->dtype())
-      note("'" + name + "' has dtype " + std::string(dtype_name(t->dtype())) + ", this run expects " +
-           std::string(dtype_name(target->dtype())));
-  }
-  for (const auto& name : file.names()) {
-    bool known = false;
-    for (const auto& [n, _] : targets) known = known || n == name;
-    if (!known) note("unexpected '" + name + "'");
-  }
+  nn::detail::note_strict_mismatches(targets, file, "this run", note);
   if (!problems.empty()) return make_error(ErrorCode::invalid_argument, op, source + ": " + problems);
   for (const auto& [name, _] : targets) FE_TRY(nn::check_finite(*file.find(name), op, source + ": '" + name + "'"));
   for (auto& [name, target] : targets) FE_TRY(target->copy_from(*file.find(name)));

@@ -150,7 +150,7 @@ inline Result<TrainHistory> train_classifier(Context& ctx, nn::Module& model, op
     std::vector<std::int32_t> order = data::epoch_order(n, options.seed, epoch);
     return world > 1 ? data::shard_order(order, rank, world, options.drop_last) : order;
   };
-  const auto n_local = static_cast<std::int64_t>(epoch_share(0).size());
+  const std::int64_t n_local = world > 1 ? data::shard_length(n, world, options.drop_last) : n;
   if (n_local == 0)
     return make_error(ErrorCode::invalid_argument, "train_classifier",
                       fe_format("{} samples leave nothing for each of {} ranks with drop_last", n, world));

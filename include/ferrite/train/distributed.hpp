@@ -37,8 +37,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <span>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -49,7 +47,6 @@
 #endif
 
 #include "ferrite/backend/cuda/collectives.hpp"
-#include "ferrite/backend/cuda/runtime.hpp"
 #include "ferrite/core/clock.hpp"
 #include "ferrite/core/format.hpp"
 #include "ferrite/ops/fill.hpp"
@@ -109,15 +106,6 @@ inline Result<LaunchInfo> detect_launch() {
   return LaunchInfo{};
 }
 
-// Whether this build can form groups of more than one process.
-inline constexpr bool mpi_built() noexcept {
-#if defined(FERRITE_WITH_MPI)
-  return true;
-#else
-  return false;
-#endif
-}
-
 struct GroupOptions {
   std::string program = "ferrite";  // names the process in watchdog messages
   double timeout_s = 30;            // a collective that takes longer means a lost peer (≤ 0: no watchdog)
@@ -127,15 +115,11 @@ struct GroupOptions {
 // Time spent inside collectives, for the report's communication share.
 struct CommStats {
   double seconds = 0;
-  std::int64_t calls = 0;
   std::int64_t bytes = 0;  // sent by this rank
 };
 
 class ProcessGroup {
  public:
-  // The group of a process nobody launched with others: rank 0 of 1, no communication.
-  static ProcessGroup single() { return ProcessGroup(); }
-
   // Joins the group of the launcher that started this process (detect_launch): MPI for mpirun, srun and
   // PMI launchers; world 1 when there is none. Refused: a multi-rank launch in a build without MPI, and
   // torchrun-style variables without an MPI launcher (the processes need MPI to find each other).
@@ -178,15 +162,12 @@ class ProcessGroup {
   // (asynchronous: the stats count the enqueue), or through host memory where NCCL cannot be loaded.
   Status all_reduce_mean(Context& ctx, TensorRef flat, const char* what) {
     if (!impl_) return ok_status();
-    if (flat.dtype != DType::f32 || !flat.is_contiguous())
-      return make_error(ErrorCode::unsupported, "ProcessGroup::all_reduce_mean", "needs a contiguous f32 buffer", flat.describe());
+    FE_TRY(check_flat("ProcessGroup::all_reduce_mean", flat));
     if (flat.device.is_cuda()) {
       FE_TRY_ASSIGN(const bool nccl, impl_->ensure_nccl(ctx));
       if (nccl) return impl_->nccl_all_reduce_mean(ctx, flat, what);
     }
-    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
-    FE_TRY(impl_->all_reduce_mean(host, flat.numel(), what));
-    return impl_->host_done(ctx, flat);
+    return on_host(ctx, flat, [&](float* host) { return impl_->all_reduce_mean(host, flat.numel(), shard_size(flat.numel()), what); });
   }
 
   // ZeRO-1. A flat buffer of n elements is cut into world shards of ceil(n / world) elements rounded up to
@@ -206,26 +187,20 @@ class ProcessGroup {
   Status reduce_scatter_mean(Context& ctx, TensorRef flat, const char* what) {
     if (!impl_) return ok_status();
     FE_TRY(check_flat("ProcessGroup::reduce_scatter_mean", flat));
-    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
-    FE_TRY(impl_->reduce_scatter_mean(host, flat.numel(), shard_size(flat.numel()), what));
-    return impl_->host_done(ctx, flat);
+    return on_host(ctx, flat, [&](float* host) { return impl_->reduce_scatter_mean(host, flat.numel(), shard_size(flat.numel()), what); });
   }
   // Every rank's shard of flat to every rank (after each updated its own).
   Status all_gather_shards(Context& ctx, TensorRef flat, const char* what) {
     if (!impl_) return ok_status();
     FE_TRY(check_flat("ProcessGroup::all_gather_shards", flat));
-    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
-    FE_TRY(impl_->all_gather_shards(host, flat.numel(), shard_size(flat.numel()), what));
-    return impl_->host_done(ctx, flat);
+    return on_host(ctx, flat, [&](float* host) { return impl_->all_gather_shards(host, flat.numel(), shard_size(flat.numel()), what); });
   }
 
   // The mean over ranks of one number per rank, summed in rank order (every rank gets the same value).
   Result<double> mean(double local, const char* what) {
-    if (!impl_) return local;
-    FE_TRY_ASSIGN(const std::vector<double> all, impl_->all_gather(local, what));
-    double sum = 0;
-    for (double x : all) sum += x;
-    return sum / double(all.size());
+    std::vector<double> one{local};
+    FE_TRY(mean_each(one, what));
+    return one[0];
   }
 
   // values[i] := the mean over ranks of every rank's values[i], summed in rank order (the same length on
@@ -258,9 +233,7 @@ class ProcessGroup {
       FE_TRY_ASSIGN(const bool nccl, impl_->ensure_nccl(ctx));
       if (nccl) return impl_->nccl_broadcast(ctx, flat, bytes, root, what);
     }
-    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
-    FE_TRY(impl_->broadcast(host, bytes, root, what));
-    return impl_->host_done(ctx, flat);
+    return on_host(ctx, flat, [&](float* host) { return impl_->broadcast(host, bytes, root, what); });
   }
 
   // Compares this rank's configuration (name → value) with rank 0's. On a mismatch every rank fails:
@@ -305,6 +278,14 @@ class ProcessGroup {
     const std::int64_t w = world_size();
     return ((n + w - 1) / w + 63) / 64 * 64;
   }
+  // op(pointer to flat's bytes on the host): its own on the CPU, a host copy of a device buffer (copied
+  // back afterwards) on a GPU.
+  template <class Op>
+  Status on_host(Context& ctx, TensorRef flat, Op&& op) {
+    FE_TRY_ASSIGN(float* host, impl_->host_view(ctx, flat));
+    FE_TRY(op(host));
+    return impl_->host_done(ctx, flat);
+  }
   static Status check_flat(const char* op, const TensorRef& flat) {
     if (flat.dtype != DType::f32 || !flat.is_contiguous())
       return make_error(ErrorCode::unsupported, op, "needs a contiguous f32 buffer", flat.describe());
@@ -325,7 +306,6 @@ class ProcessGroup {
     std::shared_ptr<cuda::NcclComm> nccl;
     bool nccl_tried = false;
     std::string nccl_failure;  // why device buffers are staged through host memory instead
-    std::string nccl_version;
 
     std::string backend_name() const {
       if (nccl) return "nccl";
@@ -361,7 +341,6 @@ class ProcessGroup {
       FE_TRY(collective("NCCL communicator creation", 0, [&] {
         made = FE_DETAIL_CUDA("ProcessGroup", device, [&]() -> Status {
           FE_TRY_ASSIGN(std::unique_ptr<cuda::NcclComm> comm, cuda::NcclComm::create(device, launch.world, launch.rank, message.id));
-          nccl_version = comm->version();
           nccl = std::move(comm);
           return ok_status();
         }());
@@ -395,7 +374,7 @@ class ProcessGroup {
     std::condition_variable wake;
     bool stopping = false;
     std::atomic<const char*> in_flight{nullptr};
-    std::atomic<std::int64_t> started_ns{0};
+    std::atomic<double> started_s{0};  // now_seconds() when it started
     std::thread watchdog;
 
     static Result<std::unique_ptr<Impl>> start(const LaunchInfo& launch, const GroupOptions& options) {
@@ -441,7 +420,7 @@ class ProcessGroup {
       while (!wake.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping; })) {
         const char* what = in_flight.load(std::memory_order_acquire);
         if (!what) continue;
-        const double waited = double(monotonic_ns() - started_ns.load(std::memory_order_acquire)) * 1e-9;
+        const double waited = now_seconds() - started_s.load(std::memory_order_acquire);
         if (waited < options.timeout_s) continue;
         std::fprintf(stderr,
                      "%s: error: rank %d of %d: %s did not complete within %.0f s: another rank is hung or gone "
@@ -452,21 +431,15 @@ class ProcessGroup {
       }
     }
 
-    static std::int64_t monotonic_ns() {
-      return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count();
-    }
-
     // One collective: watched, timed, and its MPI error turned into a Status naming it.
     template <class Call>
     Status collective(const char* what, std::int64_t bytes, Call&& call) {
-      started_ns.store(monotonic_ns(), std::memory_order_release);
+      started_s.store(now_seconds(), std::memory_order_release);
       in_flight.store(what, std::memory_order_release);
       Stopwatch clock;
       const int rc = call();
       in_flight.store(nullptr, std::memory_order_release);
       stats.seconds += clock.elapsed_seconds();
-      ++stats.calls;
       stats.bytes += bytes;
       if (rc == MPI_SUCCESS) return ok_status();
       char text[MPI_MAX_ERROR_STRING] = {};
@@ -477,9 +450,10 @@ class ProcessGroup {
                                   std::string(text, static_cast<std::size_t>(len))));
     }
 
-    Status all_reduce_mean(float* data, std::int64_t n, const char* what) {
-      const int world = launch.world;
-      if (world == 2 && n <= std::int64_t{1} << 30) {
+    // data := the mean over ranks. More than two ranks: the reduce-scatter and the all-gather below, with
+    // shards of s elements (the order of each element's sum does not depend on where shards begin).
+    Status all_reduce_mean(float* data, std::int64_t n, std::int64_t s, const char* what) {
+      if (launch.world == 2 && n <= std::int64_t{1} << 30) {
         // Two ranks: every element's sum is x0 + x1 whatever the algorithm (and x0 + x1 == x1 + x0 in
         // IEEE arithmetic), so MPI's own all-reduce gives the same bits as the ordered sum below, and
         // is faster (bench/micro/allreduce.cpp).
@@ -489,16 +463,8 @@ class ProcessGroup {
         for (std::int64_t i = 0; i < n; ++i) data[i] /= 2.0f;
         return ok_status();
       }
-      const std::int64_t s = (n + world - 1) / world;  // shard length
-      FE_TRY(sum_shards(data, n, s, what));
-      const int count = static_cast<int>(s);
-      const std::int64_t bytes = s * (world - 1) * std::int64_t(sizeof(float));
-      float* dst = s * world == n ? data : recv.data();
-      FE_TRY(collective(what, bytes, [&] {
-        return MPI_Allgather(shard.data(), count, MPI_FLOAT, dst, count, MPI_FLOAT, comm);
-      }));
-      if (dst != data) std::copy(recv.begin(), recv.begin() + n, data);
-      return ok_status();
+      FE_TRY(reduce_scatter_mean(data, n, s, what));
+      return all_gather_shards(data, n, s, what);
     }
 
     // shard := the mean over ranks of this rank's s-element shard of data[0, n) (zero past n): MPI_Alltoall
@@ -615,7 +581,7 @@ class ProcessGroup {
     Status nccl_broadcast(Context&, TensorRef, std::int64_t, int, const char*) { return ok_status(); }
     Result<float*> host_view(Context&, TensorRef) { return make_error(ErrorCode::internal, "ProcessGroup", "no MPI"); }
     Status host_done(Context&, TensorRef) { return ok_status(); }
-    Status all_reduce_mean(float*, std::int64_t, const char*) { return ok_status(); }
+    Status all_reduce_mean(float*, std::int64_t, std::int64_t, const char*) { return ok_status(); }
     Status reduce_scatter_mean(float*, std::int64_t, std::int64_t, const char*) { return ok_status(); }
     Status all_gather_shards(float*, std::int64_t, std::int64_t, const char*) { return ok_status(); }
     Result<std::vector<double>> all_gather(double x, const char*) { return std::vector<double>{x}; }
