@@ -53,6 +53,28 @@ def losses(path):
     return doc, doc["quality"]["loss_per_step"], doc["quality"]["loss_per_epoch"]
 
 
+def worst_relative(want, got):
+    """The largest |want - got| / |want| over the pairs; infinite when the lengths differ."""
+    if len(want) != len(got):
+        return float("inf")
+    return max(abs(a - b) / abs(a) for a, b in zip(want, got))
+
+
+def follows_one_rank(one, run_a, run_b, label):
+    """Two N-rank runs against the 1-rank run with the same global batch: first 10 step losses within 1e-5
+    relative, epoch means within 1e-3, and the two N-rank runs bit-identical. Returns their step losses."""
+    _, s1, e1 = losses(one)
+    _, sa, ea = losses(run_a)
+    _, sb, _ = losses(run_b)
+    check(len(s1) == len(sa), f"{label}: step counts {len(s1)} (1 rank) and {len(sa)}")
+    worst10 = worst_relative(s1[:10], sa[:10])
+    check(worst10 <= 1e-5, f"{label}: first 10 step losses differ by {worst10:.3g} relative (limit 1e-5)")
+    worst_epoch = worst_relative(e1, ea)
+    check(worst_epoch <= 1e-3, f"{label}: epoch mean losses differ by {worst_epoch:.3g} relative (limit 1e-3)")
+    check(sa == sb, f"{label}: two runs are not bit-identical")
+    return sa
+
+
 # Always: torchrun-style variables are refused with the way to launch instead.
 p = subprocess.run([MNIST, *TINY], capture_output=True, text=True, timeout=60,
                    env=dict(os.environ, WORLD_SIZE="2", RANK="0", LOCAL_RANK="0"))
@@ -80,16 +102,9 @@ with tempfile.TemporaryDirectory() as tmp:
     if all(os.path.exists(x) for x in (one, two_a, two_b)):
         v = subprocess.run([sys.executable, VALIDATE, two_a], capture_output=True, text=True)
         check(v.returncode == 0, f"2-rank JSON does not validate: {v.stdout}{v.stderr}")
-        _, s1, e1 = losses(one)
-        doc, s2, e2 = losses(two_a)
-        _, s2b, _ = losses(two_b)
-        check(len(s1) == len(s2) == 3 * 32, f"step counts {len(s1)} (1 rank) and {len(s2)} (2 ranks), expected 96")
-        worst10 = max(abs(a - b) / abs(a) for a, b in zip(s1[:10], s2[:10]))
-        check(worst10 <= 1e-5, f"first 10 step losses differ by {worst10:.3g} relative (limit 1e-5)")
-        worst_epoch = max(abs(a - b) / abs(a) for a, b in zip(e1, e2))
-        check(worst_epoch <= 1e-3, f"epoch mean losses differ by {worst_epoch:.3g} relative (limit 1e-3)")
-        check(s2 == s2b, "two 2-rank runs are not bit-identical")
-        d = doc.get("distributed", {})
+        s2 = follows_one_rank(one, two_a, two_b, "2 ranks")
+        check(len(s2) == 3 * 32, f"2 ranks: {len(s2)} steps, expected 96")
+        d = json.load(open(two_a)).get("distributed", {})
         check(d.get("world_size") == 2 and d.get("per_rank_batch") == 16 and d.get("backend") == "mpi"
               and len(d.get("per_rank_step_ms_p50", [])) == 2 and 0 <= d.get("comm_share", -1) <= 1,
               f"distributed section: {d}")
@@ -107,13 +122,7 @@ with tempfile.TemporaryDirectory() as tmp:
         p = mpirun(["-np", "3", MNIST, *tiny990, "--batch", "30", "--json", path])
         check(p.returncode == 0, "3-rank run failed", p)
     if all(os.path.exists(x) for x in (one30, three_a, three_b)):
-        _, s1, e1 = losses(one30)
-        _, s3, e3 = losses(three_a)
-        _, s3b, _ = losses(three_b)
-        worst10 = max(abs(a - b) / abs(a) for a, b in zip(s1[:10], s3[:10]))
-        check(len(s1) == len(s3) and worst10 <= 1e-5, f"3 ranks: first 10 step losses differ by {worst10:.3g} relative")
-        check(max(abs(a - b) / abs(a) for a, b in zip(e1, e3)) <= 1e-3, "3 ranks: epoch means differ beyond 1e-3")
-        check(s3 == s3b, "two 3-rank runs are not bit-identical")
+        follows_one_rank(one30, three_a, three_b, "3 ranks")
 
     # 1c. ZeRO-1 (--zero1): the optimizer state sharded across ranks gives the same bits as the all-reduce
     # path, with 2 and with 3 ranks, holding a world-th of the state; refused where it cannot work.
@@ -145,7 +154,7 @@ with tempfile.TemporaryDirectory() as tmp:
         r1 = json.load(open(zres1))["quality"]["loss_per_step"]
         r2 = json.load(open(zres2))["quality"]["loss_per_step"]
         check(r2 == t3, "2 ranks --zero1 resumed from a --zero1 checkpoint are not bit-identical to the whole run")
-        worst = max(abs(a - b) / abs(a) for a, b in zip(t3, r1)) if len(r1) == len(t3) == 32 else float("inf")
+        worst = worst_relative(t3, r1) if len(t3) == 32 else float("inf")
         check(worst <= 1e-5, f"a --zero1 checkpoint resumed on 1 rank differs by {worst:.3g} relative")
 
     # 1b. Checkpoints hold the global state: 2 ranks write one after epoch 2 (rank 0 alone), 1 rank resumes it
@@ -162,7 +171,7 @@ with tempfile.TemporaryDirectory() as tmp:
     if p.returncode == 0 and os.path.exists(two_a):
         r3 = json.load(open(resumed))["quality"]["loss_per_step"]
         t3 = json.load(open(two_a))["quality"]["loss_per_step"][64:]
-        worst = max(abs(a - b) / abs(a) for a, b in zip(t3, r3)) if len(r3) == len(t3) == 32 else float("inf")
+        worst = worst_relative(t3, r3) if len(t3) == 32 else float("inf")
         check(worst <= 1e-5, f"epoch 3 resumed on 1 rank differs from the 2-rank run by {worst:.3g} relative")
 
     # 2. Refusals: a batch that does not divide, and ranks with different flags (MPMD launch).

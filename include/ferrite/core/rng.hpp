@@ -97,6 +97,7 @@ namespace rng_stream {
 inline constexpr std::uint64_t init = 1;      // parameter initialization (stream + parameter index)
 inline constexpr std::uint64_t data = 1000;   // synthetic data generation
 inline constexpr std::uint64_t shuffle = 2000;  // batch order (stream + epoch)
+inline constexpr std::uint64_t augment = 3000;  // training augmentation, data/augment.hpp (stream + epoch)
 }  // namespace rng_stream
 
 }  // namespace ferrite

@@ -30,10 +30,6 @@
 
 namespace ferrite::data {
 
-namespace rng_stream_augment {
-inline constexpr std::uint64_t augment = 3000;  // training augmentation (stream + epoch); beside core/rng.hpp's
-}  // namespace rng_stream_augment
-
 // CIFAR-10's per-channel mean and standard deviation of the 50,000 training images (pixel / 255), the
 // values fast CIFAR recipes normalize with.
 inline constexpr std::array<float, 3> kCifar10Mean = {0.4914f, 0.4822f, 0.4465f};
@@ -52,7 +48,7 @@ struct AugmentDraw {
 };
 
 inline AugmentDraw augment_params(std::uint64_t seed, std::int64_t epoch, std::int64_t sample, const AugmentOptions& o) {
-  const Philox rng(seed, rng_stream_augment::augment + static_cast<std::uint64_t>(epoch));
+  const Philox rng(seed, rng_stream::augment + static_cast<std::uint64_t>(epoch));
   const Philox::Block b = rng(static_cast<std::uint64_t>(sample));
   const auto span = static_cast<std::uint64_t>(2 * o.pad + 1);
   AugmentDraw d;

@@ -63,18 +63,28 @@ struct ImageFolderOptions {
 
 namespace images_detail {
 
-inline Result<std::vector<unsigned char>> read_file(const std::filesystem::path& path, std::int64_t limit) {
+// A file's size, so that callers check it before reading (errors name `op` and the file).
+inline Result<std::int64_t> file_bytes(const std::filesystem::path& path, const char* op) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return make_error(ErrorCode::io, "load_image_folder", fe_format("cannot read '{}': {}", path.string(), ec.message()));
-  if (static_cast<std::int64_t>(size) > limit)
-    return make_error(ErrorCode::invalid_argument, "load_image_folder",
-                      fe_format("'{}' is {} bytes, more than the {} an image may have", path.string(), size, limit));
+  if (ec) return make_error(ErrorCode::io, op, fe_format("cannot read '{}': {}", path.string(), ec.message()));
+  return static_cast<std::int64_t>(size);
+}
+// Its first `size` bytes (the size file_bytes gave).
+inline Result<std::vector<unsigned char>> read_bytes(const std::filesystem::path& path, std::int64_t size, const char* op) {
   std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
   std::ifstream in(path, std::ios::binary);
   if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
-    return make_error(ErrorCode::io, "load_image_folder", fe_format("cannot read '{}'", path.string()));
+    return make_error(ErrorCode::io, op, fe_format("cannot read '{}'", path.string()));
   return bytes;
+}
+// An image file, refused unread above `limit` bytes.
+inline Result<std::vector<unsigned char>> read_image_file(const std::filesystem::path& path, std::int64_t limit, const char* op) {
+  FE_TRY_ASSIGN(const std::int64_t size, file_bytes(path, op));
+  if (size > limit)
+    return make_error(ErrorCode::invalid_argument, op,
+                      fe_format("'{}' is {} bytes, more than the {} an image may have", path.string(), size, limit));
+  return read_bytes(path, size, op);
 }
 
 inline bool is_jpeg_name(const std::filesystem::path& p) {
@@ -169,7 +179,7 @@ inline Result<ImageSet> load_image_folder(const std::filesystem::path& root, con
   // The first image fixes the size every other must have.
   int h = 0, w = 0;
   {
-    FE_TRY_ASSIGN(auto bytes, images_detail::read_file(files[0], options.max_file_bytes));
+    FE_TRY_ASSIGN(auto bytes, images_detail::read_image_file(files[0], options.max_file_bytes, op));
     images_detail::Decoder d;
     std::vector<unsigned char> rgb;
     FE_TRY(d.decode(bytes, files[0].string(), h, w, rgb, nullptr));
@@ -183,7 +193,7 @@ inline Result<ImageSet> load_image_folder(const std::filesystem::path& root, con
     images_detail::Decoder d;
     std::vector<unsigned char> rgb;
     for (std::int64_t i = r.begin(); i < r.end(); ++i) {
-      auto bytes = images_detail::read_file(files[static_cast<std::size_t>(i)], options.max_file_bytes);
+      auto bytes = images_detail::read_image_file(files[static_cast<std::size_t>(i)], options.max_file_bytes, op);
       if (!bytes.ok()) {
         status[static_cast<std::size_t>(i)] = std::move(bytes).error();
         continue;
@@ -216,19 +226,15 @@ inline Result<ImageSet> load_cifar10_binary(const std::filesystem::path& dir, Sp
   std::vector<std::vector<unsigned char>> contents;
   std::int64_t n = 0;
   for (const auto& f : files) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(f, ec);
-    if (ec) return make_error(ErrorCode::io, op, fe_format("cannot read '{}': {}", f.string(), ec.message()));
+    FE_TRY_ASSIGN(const std::int64_t size, images_detail::file_bytes(f, op));
     if (size == 0 || size % record != 0)
       return make_error(ErrorCode::parse, op,
                         fe_format("'{}' is {} bytes, not a whole number of {}-byte CIFAR-10 records", f.string(), size, record));
-    if (static_cast<std::int64_t>(size / record) > kMaxDatasetSize - n)
+    if (size / record > kMaxDatasetSize - n)
       return make_error(ErrorCode::invalid_argument, op, fe_format("'{}' holds more records than a data set may", f.string()));
-    auto& bytes = contents.emplace_back(static_cast<std::size_t>(size));
-    std::ifstream in(f, std::ios::binary);
-    if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
-      return make_error(ErrorCode::io, op, fe_format("cannot read '{}'", f.string()));
-    n += static_cast<std::int64_t>(size / record);
+    FE_TRY_ASSIGN(auto bytes, images_detail::read_bytes(f, size, op));
+    n += size / record;
+    contents.push_back(std::move(bytes));
   }
   ImageSet set;
   set.name = std::string("cifar10-bin/") + std::string(split_name(split));
