@@ -15,6 +15,8 @@
 #include "ferrite/core/rng.hpp"
 #include "ferrite/ops/activation.hpp"
 #include "ferrite/ops/complex.hpp"
+#include "ferrite/ops/batch_conv.hpp"
+#include "ferrite/ops/batch_norm.hpp"
 #include "ferrite/ops/conv.hpp"
 #include "ferrite/ops/norm.hpp"
 #include "ferrite/ops/pool.hpp"
@@ -495,6 +497,154 @@ TEST(BackendOpsOptim, ClipGradNormOnAStoreMatchesTorchsFormula) {
   ASSERT_TRUE(ctx.begin_step().ok());
 }
 
+// ---- the batch family (channel-major x[C, N, H, W]): ResNet's convolutions, BatchNorm, pooling ----
+
+namespace {
+struct ConvCase {
+  int cin, cout, n, h, w, k, stride, pad;
+};
+// Odd sizes, kernel 1 and 3, stride 1 and 2, with and without padding, and (64 channels at 32 x 32 x 3)
+// more columns than one CPU band holds.
+const std::vector<ConvCase> kConvCases{{1, 1, 1, 1, 1, 1, 1, 0}, {3, 5, 2, 7, 9, 3, 1, 1}, {4, 6, 3, 8, 8, 3, 2, 1},
+                                       {5, 7, 2, 9, 7, 1, 2, 0}, {6, 4, 2, 5, 5, 1, 1, 0}, {3, 8, 2, 6, 7, 3, 2, 0},
+                                       {16, 8, 3, 4, 4, 3, 1, 1}, {64, 4, 3, 32, 32, 3, 1, 1}};
+std::string conv_name(const ConvCase& c) {
+  return fe_format("conv cin{} cout{} n{} {}x{} k{} s{} p{}", c.cin, c.cout, c.n, c.h, c.w, c.k, c.stride, c.pad);
+}
+std::int64_t out_size(int size, const ConvCase& c) { return (size + 2 * c.pad - c.k) / c.stride + 1; }
+}  // namespace
+
+TEST_P(BackendOps, Conv2dCnhwForwardDataAndWeightGradients) {
+  for (const ConvCase& c : kConvCases) {
+    const std::int64_t ho = out_size(c.h, c), wo = out_size(c.w, c);
+    const Shape xs{c.cin, c.n, c.h, c.w}, ws{c.cout, c.cin, c.k, c.k}, ys{c.cout, c.n, ho, wo};
+    Tensor x64 = randn64(xs, 60), w64 = randn64(ws, 61, 0.3), dy64 = randn64(ys, 62), dw64 = randn64(ws, 63);
+    Tensor x = up(x64), w = up(w64), dy = up(dy64), dw = up(dw64);
+    Tensor y = Tensor::empty(ys, DType::f32, device()).value(), y64 = Tensor::empty(ys, DType::f64).value();
+    Tensor dx = Tensor::empty(xs, DType::f32, device()).value(), dx64 = Tensor::empty(xs, DType::f64).value();
+    const double tol = 2e-5 * std::sqrt(double(c.cin * c.k * c.k));
+    ASSERT_TRUE(ops::conv2d_cnhw(ctx(), x.cref(), w.cref(), c.stride, c.pad, y.ref()).ok());
+    ASSERT_TRUE(ops::conv2d_cnhw(ref_ctx(), x64.cref(), w64.cref(), c.stride, c.pad, y64.ref()).ok());
+    ASSERT_TRUE(ops::conv2d_cnhw_backward_data(ctx(), dy.cref(), w.cref(), c.stride, c.pad, dx.ref()).ok());
+    ASSERT_TRUE(ops::conv2d_cnhw_backward_data(ref_ctx(), dy64.cref(), w64.cref(), c.stride, c.pad, dx64.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(y), to_host(y64), 2e-5, tol, conv_name(c) + " forward");
+    expect_close(to_host(dx), to_host(dx64), 2e-5, 2e-5 * std::sqrt(double(c.cout * c.k * c.k)), conv_name(c) + " dx");
+    // accumulate: dx += the gradient again (the residual block's second path), = 2 dx.
+    ASSERT_TRUE(ops::conv2d_cnhw_backward_data(ctx(), dy.cref(), w.cref(), c.stride, c.pad, dx.ref(), true).ok());
+    ASSERT_TRUE(sync().ok());
+    {
+      auto twice = to_host(dx64);
+      for (auto& v : twice) v *= 2;
+      expect_close(to_host(dx), twice, 2e-5, 4e-5 * std::sqrt(double(c.cout * c.k * c.k)), conv_name(c) + " dx accumulated");
+    }
+    for (double beta : {0.0, 1.0}) {  // overwrite, then accumulate into the previous gradient
+      ASSERT_TRUE(ops::conv2d_cnhw_backward_weight(ctx(), x.cref(), dy.cref(), c.stride, c.pad, beta, dw.ref()).ok());
+      ASSERT_TRUE(ops::conv2d_cnhw_backward_weight(ref_ctx(), x64.cref(), dy64.cref(), c.stride, c.pad, beta, dw64.ref()).ok());
+      ASSERT_TRUE(sync().ok());
+      expect_close(to_host(dw), to_host(dw64), 2e-5, 2e-5 * std::sqrt(double(c.n * ho * wo)),
+                   conv_name(c) + " dw beta " + std::to_string(beta));
+    }
+  }
+  // Shapes are checked: y of the wrong spatial size names both shapes.
+  Tensor x = Tensor::zeros({3, 2, 8, 8}, DType::f32, device()).value(), w = Tensor::zeros({4, 3, 3, 3}, DType::f32, device()).value();
+  Tensor bad = Tensor::empty({4, 2, 8, 8}, DType::f32, device()).value();
+  const Status st = ops::conv2d_cnhw(ctx(), x.cref(), w.cref(), 2, 1, bad.ref());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::shape_mismatch);
+  EXPECT_NE(st.error().to_string().find("y must be [4, 2, 4, 4]"), std::string::npos) << st.error().to_string();
+}
+
+TEST_P(BackendOps, BatchNormTrainEvalAndBackwardWithFusedAddRelu) {
+  for (auto [C, N, H, W] : std::vector<std::tuple<int, int, int, int>>{{1, 2, 1, 1}, {3, 2, 5, 7}, {8, 4, 4, 4}, {5, 3, 17, 9}})
+    for (bool with_residual : {false, true})
+      for (bool relu : {false, true}) {
+        const Shape xs{C, N, H, W}, cs{C};
+        const std::string what = fe_format("batch_norm C{} N{} {}x{} residual {} relu {}", C, N, H, W, with_residual, relu);
+        Tensor x64 = randn64(xs, 64), g64 = randn64(cs, 65), b64 = randn64(cs, 66), r64 = randn64(xs, 67);
+        for (std::int64_t i = 0; i < x64.numel(); ++i) x64.data<double>()[i] = 3.0 + 2.0 * x64.data<double>()[i];
+        Tensor rm64 = randn64(cs, 68, 0.1), rv64 = randn64(cs, 69, 0.1);
+        for (std::int64_t i = 0; i < C; ++i) rv64.data<double>()[i] = 1.0 + std::fabs(rv64.data<double>()[i]);
+        Tensor x = up(x64), g = up(g64), b = up(b64), r = up(r64), rm = up(rm64), rv = up(rv64);
+        Tensor y = Tensor::empty(xs, DType::f32, device()).value(), y64 = Tensor::empty(xs, DType::f64).value();
+        Tensor sm = Tensor::empty(cs, DType::f32, device()).value(), sr = Tensor::empty(cs, DType::f32, device()).value();
+        Tensor sm64 = Tensor::empty(cs, DType::f64).value(), sr64 = Tensor::empty(cs, DType::f64).value();
+        const ConstTensorRef res = with_residual ? r.cref() : ConstTensorRef{}, res64 = with_residual ? r64.cref() : ConstTensorRef{};
+        ASSERT_TRUE(ops::batch_norm_train(ctx(), x.cref(), g.cref(), b.cref(), 1e-5, 0.1, rm.ref(), rv.ref(), sm.ref(), sr.ref(),
+                                          res, relu, y.ref()).ok());
+        ASSERT_TRUE(ops::batch_norm_train(ref_ctx(), x64.cref(), g64.cref(), b64.cref(), 1e-5, 0.1, rm64.ref(), rv64.ref(),
+                                          sm64.ref(), sr64.ref(), res64, relu, y64.ref()).ok());
+        ASSERT_TRUE(sync().ok());
+        expect_close(to_host(y), to_host(y64), 1e-5, 1e-5, what + " y");
+        expect_close(to_host(sm), to_host(sm64), 1e-6, 1e-6, what + " mean");
+        expect_close(to_host(sr), to_host(sr64), 1e-6, 0, what + " rstd");
+        expect_close(to_host(rm), to_host(rm64), 1e-6, 1e-6, what + " running_mean");
+        expect_close(to_host(rv), to_host(rv64), 1e-6, 1e-6, what + " running_var");
+
+        // Backward from the backend's own y (the ReLU mask of f32 and f64 could differ at 0): the
+        // reference gets those values too.
+        Tensor ymask64 = Tensor::empty(xs, DType::f64).value();
+        {
+          const auto yh = to_host(y);
+          for (std::int64_t i = 0; i < ymask64.numel(); ++i) ymask64.data<double>()[i] = yh[std::size_t(i)];
+        }
+        Tensor dy64 = randn64(xs, 70);
+        Tensor dy = up(dy64);
+        Tensor dx = Tensor::empty(xs, DType::f32, device()).value(), dx64 = Tensor::empty(xs, DType::f64).value();
+        Tensor dr = Tensor::empty(xs, DType::f32, device()).value(), dr64 = Tensor::empty(xs, DType::f64).value();
+        Tensor dg64 = randn64(cs, 71), db64 = randn64(cs, 72);
+        Tensor dg = up(dg64), db = up(db64);
+        for (bool accumulate : {false, true}) {
+          ASSERT_TRUE(ops::batch_norm_backward(ctx(), x.cref(), relu ? y.cref() : ConstTensorRef{}, dy.cref(), g.cref(), sm.cref(),
+                                               sr.cref(), dx.ref(), with_residual ? dr.ref() : TensorRef{}, dg.ref(), db.ref(),
+                                               accumulate).ok());
+          ASSERT_TRUE(ops::batch_norm_backward(ref_ctx(), x64.cref(), relu ? ymask64.cref() : ConstTensorRef{}, dy64.cref(),
+                                               g64.cref(), sm64.cref(), sr64.cref(), dx64.ref(),
+                                               with_residual ? dr64.ref() : TensorRef{}, dg64.ref(), db64.ref(), accumulate).ok());
+          ASSERT_TRUE(sync().ok());
+          const double m = double(N * H * W);
+          expect_close(to_host(dx), to_host(dx64), 1e-4, 1e-5, what + " dx");
+          if (with_residual) expect_close(to_host(dr), to_host(dr64), 0, 0, what + " dresidual (exact)");
+          expect_close(to_host(dg), to_host(dg64), 1e-5, 1e-6 * std::sqrt(m), what + " dgamma");
+          expect_close(to_host(db), to_host(db64), 1e-5, 1e-6 * std::sqrt(m), what + " dbeta");
+        }
+
+        ASSERT_TRUE(ops::batch_norm_eval(ctx(), x.cref(), g.cref(), b.cref(), rm.cref(), rv.cref(), 1e-5, res, relu, y.ref()).ok());
+        ASSERT_TRUE(ops::batch_norm_eval(ref_ctx(), x64.cref(), g64.cref(), b64.cref(), rm64.cref(), rv64.cref(), 1e-5, res64,
+                                         relu, y64.ref()).ok());
+        ASSERT_TRUE(sync().ok());
+        expect_close(to_host(y), to_host(y64), 1e-5, 1e-5, what + " eval");
+      }
+  // One value per channel cannot be normalized in training (PyTorch refuses it too).
+  Tensor one = Tensor::zeros({2, 1, 1, 1}, DType::f32, device()).value(), c2 = Tensor::full<float>({2}, 1.f).value().to(device()).value();
+  Tensor s1 = Tensor::empty({2}, DType::f32, device()).value(), s2 = Tensor::empty({2}, DType::f32, device()).value();
+  Tensor out = Tensor::empty({2, 1, 1, 1}, DType::f32, device()).value();
+  const Status st = ops::batch_norm_train(ctx(), one.cref(), c2.cref(), c2.cref(), 1e-5, 0.1, {}, {}, s1.ref(), s2.ref(), {},
+                                          false, out.ref());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().to_string().find("more than 1 value per channel"), std::string::npos) << st.error().to_string();
+}
+
+TEST_P(BackendOps, GlobalAvgPoolAndLayoutSwap) {
+  for (auto [C, N, H, W] : std::vector<std::tuple<int, int, int, int>>{{1, 1, 1, 1}, {5, 3, 4, 4}, {16, 7, 2, 3}}) {
+    Tensor x64 = randn64({C, N, H, W}, 73), dy64 = randn64({N, C}, 74);
+    Tensor x = up(x64), dy = up(dy64);
+    Tensor y = Tensor::empty({N, C}, DType::f32, device()).value(), y64 = Tensor::empty({N, C}, DType::f64).value();
+    Tensor dx = Tensor::empty({C, N, H, W}, DType::f32, device()).value(), dx64 = Tensor::empty({C, N, H, W}, DType::f64).value();
+    Tensor t = Tensor::empty({N, C, H, W}, DType::f32, device()).value(), t64 = Tensor::empty({N, C, H, W}, DType::f64).value();
+    ASSERT_TRUE(ops::global_avg_pool_cnhw(ctx(), x.cref(), y.ref()).ok());
+    ASSERT_TRUE(ops::global_avg_pool_cnhw(ref_ctx(), x64.cref(), y64.ref()).ok());
+    ASSERT_TRUE(ops::global_avg_pool_cnhw_backward(ctx(), dy.cref(), dx.ref()).ok());
+    ASSERT_TRUE(ops::global_avg_pool_cnhw_backward(ref_ctx(), dy64.cref(), dx64.ref()).ok());
+    ASSERT_TRUE(ops::swap_leading_dims(ctx(), x.cref(), t.ref()).ok());
+    ASSERT_TRUE(ops::swap_leading_dims(ref_ctx(), x64.cref(), t64.ref()).ok());
+    ASSERT_TRUE(sync().ok());
+    expect_close(to_host(y), to_host(y64), 1e-6, 1e-7, "global_avg_pool");
+    expect_close(to_host(dx), to_host(dx64), 1e-6, 0, "global_avg_pool backward");
+    expect_close(to_host(t), to_host(t64), 0, 0, "swap_leading_dims (exact)");
+  }
+}
+
 // ---- backward against finite differences (f64 reference, CPU) -----------------------------------
 
 namespace {
@@ -569,4 +719,50 @@ TEST(BackendOpsBackward, SoftmaxCrossEntropyGradient) {
     (void)ops::softmax_cross_entropy(ctx, logits.cref(), labels.cref(), loss.ref());
     return loss.data<double>()[0];
   });
+}
+
+TEST(BackendOpsBackward, Conv2dCnhwGradientsStride2Padded) {
+  // L = sum(R * conv(x, w)) with k 3, stride 2, pad 1 on 7 x 6 (odd: the last row is not read by a
+  // stride-2 window ending there) and k 1 stride 2: dx and dw from the backward ops.
+  Context ctx = Context::cpu();
+  for (auto [k, pad] : std::vector<std::pair<int, int>>{{3, 1}, {1, 0}}) {
+    const std::int64_t ho = (7 + 2 * pad - k) / 2 + 1, wo = (6 + 2 * pad - k) / 2 + 1;
+    Tensor x = randn64({2, 3, 7, 6}, 75), w = randn64({4, 2, k, k}, 76), r = randn64({4, 3, ho, wo}, 77);
+    Tensor y = Tensor::empty({4, 3, ho, wo}, DType::f64).value();
+    auto loss = [&] {
+      (void)ops::conv2d_cnhw(ctx, x.cref(), w.cref(), 2, pad, y.ref());
+      return dot(y, r);
+    };
+    Tensor dx = Tensor::empty(x.shape(), DType::f64).value(), dw = Tensor::empty(w.shape(), DType::f64).value();
+    ASSERT_TRUE(ops::conv2d_cnhw_backward_data(ctx, r.cref(), w.cref(), 2, pad, dx.ref()).ok());
+    ASSERT_TRUE(ops::conv2d_cnhw_backward_weight(ctx, x.cref(), r.cref(), 2, pad, 0.0, dw.ref()).ok());
+    expect_fd("conv dx", x, to_host(dx), loss);
+    expect_fd("conv dw", w, to_host(dw), loss);
+  }
+}
+
+TEST(BackendOpsBackward, BatchNormGradientsThroughAddAndRelu) {
+  // L = sum(R * relu(bn(x) + s)): dx, dgamma, dbeta and d s from batch_norm_backward.
+  Context ctx = Context::cpu();
+  Tensor x = randn64({3, 2, 3, 2}, 78), gamma = randn64({3}, 79), beta = randn64({3}, 80), s = randn64({3, 2, 3, 2}, 81);
+  Tensor r = randn64({3, 2, 3, 2}, 82);
+  Tensor y = Tensor::empty(x.shape(), DType::f64).value(), sm = Tensor::empty({3}, DType::f64).value(),
+         sr = Tensor::empty({3}, DType::f64).value();
+  auto forward = [&] {
+    (void)ops::batch_norm_train(ctx, x.cref(), gamma.cref(), beta.cref(), 1e-5, 0.1, {}, {}, sm.ref(), sr.ref(), s.cref(), true,
+                                y.ref());
+  };
+  auto loss = [&] {
+    forward();
+    return dot(y, r);
+  };
+  forward();
+  Tensor dx = Tensor::empty(x.shape(), DType::f64).value(), ds = Tensor::empty(x.shape(), DType::f64).value();
+  Tensor dg = Tensor::empty({3}, DType::f64).value(), db = Tensor::empty({3}, DType::f64).value();
+  ASSERT_TRUE(ops::batch_norm_backward(ctx, x.cref(), y.cref(), r.cref(), gamma.cref(), sm.cref(), sr.cref(), dx.ref(), ds.ref(),
+                                       dg.ref(), db.ref(), false).ok());
+  expect_fd("bn dx", x, to_host(dx), loss);
+  expect_fd("bn dgamma", gamma, to_host(dg), loss);
+  expect_fd("bn dbeta", beta, to_host(db), loss);
+  expect_fd("bn dresidual", s, to_host(ds), loss);
 }

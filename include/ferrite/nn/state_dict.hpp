@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ferrite/io/safetensors.hpp"
+#include "ferrite/nn/module.hpp"
 #include "ferrite/nn/parameter.hpp"
 
 namespace ferrite::nn {
@@ -26,9 +27,10 @@ inline Result<const Tensor*> host_view(const Tensor& t, std::vector<Tensor>& kee
 // load_state_dict(strict=True)'s checks of `file` against the tensors a caller will fill (name ->
 // tensor pointer pairs): missing, mis-shaped, other dtype, unexpected; each problem is passed to `note`,
 // with `expecter` naming who expects the shape ("the model", "this run").
+// Only file entries named scope + ... can be unexpected (scope "": all of them).
 template <class Targets, class Note>
 void note_strict_mismatches(const Targets& targets, const io::SafetensorsFile& file, const std::string& expecter,
-                            Note&& note) {
+                            Note&& note, const std::string& scope = "") {
   for (const auto& [name, target] : targets) {
     const Tensor* t = file.find(name);
     if (!t)
@@ -40,6 +42,7 @@ void note_strict_mismatches(const Targets& targets, const io::SafetensorsFile& f
            std::string(dtype_name(target->dtype())));
   }
   for (const auto& name : file.names()) {
+    if (name.rfind(scope, 0) != 0) continue;
     bool known = false;
     for (const auto& target : targets) known = known || target.first == name;
     if (!known) note("unexpected '" + name + "'");
@@ -98,6 +101,51 @@ inline Status load_parameters(ParameterList& params, const io::SafetensorsFile& 
 inline Status load_parameters(ParameterList& params, const std::filesystem::path& path) {
   FE_TRY_ASSIGN(auto file, io::load_safetensors(path));
   return load_parameters(params, file, path.string());
+}
+
+// ---- the whole state_dict: parameters and buffers (BatchNorm's running statistics, counters) ----
+
+// The entries of torch's state_dict() (names -> tensors): the parameters, then the buffers.
+inline std::vector<std::pair<std::string, Tensor*>> state_entries(const ParameterList& params, const BufferList& buffers) {
+  std::vector<std::pair<std::string, Tensor*>> e;
+  for (const auto& p : params) e.emplace_back(p.name, p.value);
+  for (const auto& b : buffers) e.emplace_back(b.name, b.value);
+  return e;
+}
+
+inline Status save_state_dict(const ParameterList& params, const BufferList& buffers, const std::filesystem::path& path) {
+  const auto entries = state_entries(params, buffers);
+  io::TensorRefs refs;
+  std::vector<Tensor> host_copies;
+  host_copies.reserve(entries.size());
+  for (const auto& [name, t] : entries) {
+    FE_TRY_ASSIGN(const Tensor* v, detail::host_view(*t, host_copies));
+    refs.emplace_back(name, v);
+  }
+  return io::save_safetensors(path, refs, {{"format", "pt"}, {"producer", "ferrite"}});
+}
+
+// load_state_dict(strict=True) of parameters and buffers from `file`'s entries named prefix + name
+// (prefix "": the whole file; otherwise entries without the prefix are not looked at, so one file can
+// hold several states, e.g. a fixture's "init." and "step."). Every problem is reported, by name,
+// and nothing changes unless everything matches. A file's f32 num_batches_tracked (an i64 in torch)
+// is refused like any other dtype mismatch.
+inline Status load_state_dict(const ParameterList& params, const BufferList& buffers, const io::SafetensorsFile& file,
+                              const std::string& source, const std::string& prefix = "") {
+  std::string problems;
+  auto note = [&](const std::string& s) { problems += (problems.empty() ? "" : "; ") + s; };
+  std::vector<std::pair<std::string, const Tensor*>> targets;
+  for (const auto& [name, t] : state_entries(params, buffers)) targets.emplace_back(prefix + name, t);
+  detail::note_strict_mismatches(targets, file, "the model", note, prefix);
+  if (!problems.empty()) return make_error(ErrorCode::invalid_argument, "load_state_dict", source + ": " + problems);
+  for (const auto& [name, target] : targets) FE_TRY(check_finite(*file.find(name), "load_state_dict", source + ": '" + name + "'"));
+  for (const auto& [name, target] : state_entries(params, buffers)) FE_TRY(target->copy_from(*file.find(prefix + name)));
+  return {};
+}
+
+inline Status load_state_dict(const ParameterList& params, const BufferList& buffers, const std::filesystem::path& path) {
+  FE_TRY_ASSIGN(auto file, io::load_safetensors(path));
+  return load_state_dict(params, buffers, file, path.string());
 }
 
 }  // namespace ferrite::nn

@@ -10,6 +10,8 @@
 #include <tbb/parallel_for.h>
 
 #include "ferrite/core/result.hpp"
+#include "ferrite/backend/cpu/batch_conv.hpp"
+#include "ferrite/backend/cpu/reference/batch_conv.hpp"
 #include "ferrite/backend/cpu/reference/conv.hpp"
 #include "ferrite/backend/cuda/kernels.hpp"
 #include "ferrite/core/chw.hpp"
@@ -74,6 +76,64 @@ inline Status maxpool2x2(Context& ctx, ConstTensorRef x, TensorRef y) {
     case Kernel::cuda_f32:
       return FE_DETAIL_CUDA(kOp, ctx.device().index,
                             cuda::kernels::maxpool2x2(*ctx.stream(), x.ptr<float>(), C, H, W, y.ptr<float>()));
+  }
+  return make_error(ErrorCode::internal, kOp, "unreachable");
+}
+
+// Global average pooling of a channel-major batch (ops/batch_conv.hpp) into the classifier's rows:
+//   global_avg_pool_cnhw(ctx, x[C, N, H, W], y[N, C])             y[n, c] = mean of x[c, n, :, :]
+//   global_avg_pool_cnhw_backward(ctx, dy[N, C], dx[C, N, H, W])  dx[c, n, :, :] = dy[n, c] / (H W)
+// (the transpose to [N, C] comes free with the reduction, so Linear reads its usual rows).
+inline Status check_global_avg_pool(const char* op, const ConstTensorRef& image, const ConstTensorRef& rows) {
+  if (image.rank() != 4 || rows.rank() != 2 || !image.is_contiguous() || !rows.is_contiguous() ||
+      rows.dim(0) != image.dim(1) || rows.dim(1) != image.dim(0))
+    return make_error(ErrorCode::shape_mismatch, op, "expected contiguous x[C, N, H, W] and y[N, C]",
+                      fe_format("x {}, y {}", image.describe(), rows.describe()));
+  return ok_status();
+}
+
+inline Status global_avg_pool_cnhw(Context& ctx, ConstTensorRef x, TensorRef y) {
+  static constexpr const char* kOp = "global_avg_pool_cnhw";
+  const ConstTensorRef yc = y;
+  FE_TRY_ASSIGN(const Kernel kernel, select_kernel(kOp, ctx, x.dtype, {{"x", &x}, {"y", &yc}}));
+  FE_TRY(check_global_avg_pool(kOp, x, yc));
+  const std::int64_t C = x.dim(0), N = x.dim(1), P = x.dim(2) * x.dim(3);
+  if (y.numel() == 0) return ok_status();
+  if (P == 0) return make_error(ErrorCode::shape_mismatch, kOp, "cannot average empty planes", x.describe());
+  ProfileScope profile(ctx, kOp);
+  switch (kernel) {
+    case Kernel::cpu_f32:
+      cpu::batch_conv::global_avg_pool_cnhw(x.ptr<float>(), C, N, P, y.ptr<float>());
+      return ok_status();
+    case Kernel::cpu_f64:
+      cpu::reference::global_avg_pool_cnhw<double>(x.ptr<double>(), C, N, P, y.ptr<double>());
+      return ok_status();
+    case Kernel::cuda_f32:
+      return FE_DETAIL_CUDA(kOp, ctx.device().index,
+                            cuda::kernels::global_avg_pool_cnhw(*ctx.stream(), x.ptr<float>(), C, N, P, y.ptr<float>()));
+  }
+  return make_error(ErrorCode::internal, kOp, "unreachable");
+}
+
+inline Status global_avg_pool_cnhw_backward(Context& ctx, ConstTensorRef dy, TensorRef dx) {
+  static constexpr const char* kOp = "global_avg_pool_cnhw_backward";
+  const ConstTensorRef dxc = dx;
+  FE_TRY_ASSIGN(const Kernel kernel, select_kernel(kOp, ctx, dy.dtype, {{"dy", &dy}, {"dx", &dxc}}));
+  FE_TRY(check_global_avg_pool(kOp, dxc, dy));
+  const std::int64_t C = dx.dim(0), N = dx.dim(1), P = dx.dim(2) * dx.dim(3);
+  if (dx.numel() == 0) return ok_status();
+  ProfileScope profile(ctx, kOp);
+  switch (kernel) {
+    case Kernel::cpu_f32:
+      cpu::batch_conv::global_avg_pool_cnhw_backward(dy.ptr<float>(), C, N, P, dx.ptr<float>());
+      return ok_status();
+    case Kernel::cpu_f64:
+      cpu::reference::global_avg_pool_cnhw_backward<double>(dy.ptr<double>(), C, N, P, dx.ptr<double>());
+      return ok_status();
+    case Kernel::cuda_f32:
+      return FE_DETAIL_CUDA(kOp, ctx.device().index,
+                            cuda::kernels::global_avg_pool_cnhw_backward(*ctx.stream(), dy.ptr<float>(), C, N, P,
+                                                                         dx.ptr<float>()));
   }
   return make_error(ErrorCode::internal, kOp, "unreachable");
 }

@@ -136,6 +136,48 @@ i64 group_norm_scratch_bytes(i64 channels, i64 plane, i64 groups) noexcept;
 Status group_norm(const Stream& s, const float* x, i64 channels, i64 plane, i64 groups, const float* gamma,
                   const float* beta, double eps, bool elu, float* y, void* partials);
 
+// --- batch convolution and normalization (impl/batch_conv.cuh): activations [C, N, H, W] ------
+// The channel-major batch layout of ops/batch_conv.hpp: channel c is one contiguous row of
+// M = N*H*W values, so a convolution is one GEMM over all samples and BatchNorm reduces rows.
+// cols[g.patch(), g.columns()] = im2col of x[Cin, N, H, W] (core/op_params.hpp's ConvGeometry).
+Status im2col_cnhw(const Stream& s, const ConvGeometry& g, const float* x, float* cols);
+// dx[Cin, N, H, W] = the adjoint of im2col_cnhw applied to dcols[g.patch(), g.columns()]: each dx
+// element is the sum of the dcols entries that read it, gathered in (ky, kx) order starting from 0.f,
+// or from dx's value when accumulate (no atomics: deterministic).
+Status col2im_cnhw(const Stream& s, const ConvGeometry& g, const float* dcols, bool accumulate, float* dx);
+// y[j, i, p] = x[i, j, p] for x[A, B, P] (NCHW <-> CNHW, either way).
+Status swap_leading_dims(const Stream& s, const float* x, i64 a, i64 b, i64 p, float* y);
+// BatchNorm2d, training mode, over x[C, M] (channel c = row c). Per channel: mean and biased variance
+// in double (two passes: sum, then squared deviations from the mean; fixed order), then
+//   save_mean[c] = float(mean), save_rstd[c] = float(1 / sqrt(var + eps)),
+//   running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean          (both f32 updates
+//   running_var[c]  = (1 - momentum) * running_var[c]  + momentum * var * M / (M - 1)  computed in double)
+//   (running_* null: not tracked), and y = act(fmaf(x - save_mean, scale, beta) [+ residual]) with
+//   scale = float(double(gamma) * double(save_rstd)), the residual [C, M] added when non-null, act = ReLU
+//   when relu. M >= 2 (the op checks). y must not alias x.
+Status batch_norm_train(const Stream& s, const float* x, i64 channels, i64 m, const float* gamma, const float* beta,
+                        double eps, double momentum, float* running_mean, float* running_var, float* save_mean,
+                        float* save_rstd, const float* residual, bool relu, float* y);
+// Eval mode: y = act(fmaf(x - float(running_mean), scale, beta) [+ residual]) with
+// scale = float(double(gamma) / sqrt(double(running_var) + eps)).
+Status batch_norm_eval(const Stream& s, const float* x, i64 channels, i64 m, const float* gamma, const float* beta,
+                       const float* running_mean, const float* running_var, double eps, const float* residual,
+                       bool relu, float* y);
+// Backward of batch_norm_train. g = dy, masked by y > 0 when y is non-null (the forward's output
+// after a fused ReLU). Per channel in double, fixed order: sg = sum g, sgx = sum g * (double(x) -
+// double(save_mean)); r = double(save_rstd); then
+//   dgamma[c] (+)= float(sgx * r), dbeta[c] (+)= float(sg)          (+= when accumulate)
+//   dx = a * fmaf(-(x - save_mean), k, g - mg) with a = float(double(gamma) * r), mg = float(sg / M),
+//        k = float(sgx * r * r / M)   (dx null: not computed)
+//   dresidual = g (null: not written; it may alias dy).
+Status batch_norm_backward(const Stream& s, const float* x, const float* y, const float* dy, i64 channels, i64 m,
+                           const float* gamma, const float* save_mean, const float* save_rstd, float* dx,
+                           float* dresidual, float* dgamma, float* dbeta, bool accumulate);
+// y[N, C] = mean over P of x[C, N, P] (sum in a fixed order in double, then / P); backward:
+// dx[c, n, p] = dy[n, c] / P (float division).
+Status global_avg_pool_cnhw(const Stream& s, const float* x, i64 channels, i64 batch, i64 plane, float* y);
+Status global_avg_pool_cnhw_backward(const Stream& s, const float* dy, i64 channels, i64 batch, i64 plane, float* dx);
+
 // --- complex cells (impl/complex.cuh): the QCA state psi[H, W, d, 2] of one sample ---------------
 // x[2d, P]: x[c] = Re psi[:, :, c], x[d + c] = Im psi[:, :, c].
 Status complex_pack_planar(const Stream& s, const float* psi, i64 plane, i64 d, float* x);
