@@ -25,6 +25,7 @@
 #include <tbb/parallel_for.h>
 
 #include "ferrite/backend/cpu/gemm.hpp"
+#include "ferrite/backend/cpu/winograd.hpp"
 #include "ferrite/core/op_params.hpp"
 
 namespace ferrite::cpu::batch_conv {
@@ -40,15 +41,33 @@ inline std::int64_t band_columns(const ConvGeometry& g) {
   return std::min(cols, n);
 }
 
-// The band's scratch: a growing 64-byte aligned buffer of the calling thread (not the GEMM's).
+// Growing 64-byte aligned buffers of the calling thread (not the GEMM's): 0 im2col, 1 dcols,
+// 2 Winograd weights, 3 flipped weights.
+enum Scratch : int { kCols = 0, kDcols = 1, kWinogradWeights = 2, kFlippedWeights = 3, kScratchCount };
 inline float* band_scratch(int which, std::size_t floats) {
-  thread_local gemm_detail::PackBuffer buffers[2];
+  thread_local gemm_detail::PackBuffer buffers[kScratchCount];
   return buffers[which].reserve(floats);
 }
 
+namespace detail {
+// The output columns [lo, hi) of one output row whose tap kx reads inside the image:
+// 0 <= ox * s + kx - pad < W.
+struct ValidRange {
+  std::int64_t lo, hi;
+};
+inline ValidRange valid_columns(const ConvGeometry& g, std::int64_t kx, std::int64_t ox0, std::int64_t ox1) {
+  const std::int64_t off = kx - g.pad, s = g.stride;
+  const std::int64_t first = off >= 0 ? 0 : (-off + s - 1) / s;
+  const std::int64_t end = g.width - 1 - off >= 0 ? (g.width - 1 - off) / s + 1 : 0;
+  const std::int64_t lo = std::clamp(first, ox0, ox1);
+  return {lo, std::clamp(end, lo, ox1)};
+}
+}  // namespace detail
+
 // cols[r, j - c0] for columns j in [c0, c0 + nc) (row r = (ci*k + ky)*k + kx; see ConvGeometry).
+// Each output row's run is zeros, a copy (stride 1: memcpy; stride 2: every other pixel), zeros.
 inline void im2col(const ConvGeometry& g, const float* x, std::int64_t c0, std::int64_t nc, float* cols) {
-  const std::int64_t k = g.kernel, Ho = g.out_height(), Wo = g.out_width(), plane = g.out_plane();
+  const std::int64_t k = g.kernel, Wo = g.out_width(), plane = g.out_plane();
   const std::int64_t s = g.stride;
   tbb::parallel_for(std::int64_t{0}, g.patch(), [&](std::int64_t r) {
     const std::int64_t ci = r / (k * k), ky = (r / k) % k, kx = r % k;
@@ -57,21 +76,23 @@ inline void im2col(const ConvGeometry& g, const float* x, std::int64_t c0, std::
     while (j < c0 + nc) {
       const std::int64_t n = j / plane, oy = (j % plane) / Wo, ox0 = j % Wo;
       const std::int64_t ox1 = std::min(Wo, ox0 + (c0 + nc - j));  // this output row's run
-      float* out = row + (j - c0);
+      float* out = row + (j - c0) - ox0;                           // out[ox] for ox in [ox0, ox1)
       const std::int64_t iy = oy * s + ky - g.pad;
       if (iy < 0 || iy >= g.height) {
-        std::memset(out, 0, sizeof(float) * std::size_t(ox1 - ox0));
+        std::memset(out + ox0, 0, sizeof(float) * std::size_t(ox1 - ox0));
       } else {
-        const float* src = x + ((ci * g.batch + n) * g.height + iy) * g.width;
-        // valid ox: 0 <= ox*s + kx - pad < W
-        for (std::int64_t ox = ox0; ox < ox1; ++ox) {
-          const std::int64_t ix = ox * s + kx - g.pad;
-          out[ox - ox0] = (ix >= 0 && ix < g.width) ? src[ix] : 0.f;
+        const float* src = x + ((ci * g.batch + n) * g.height + iy) * g.width + (kx - g.pad);  // src[ox * s]
+        const auto [lo, hi] = detail::valid_columns(g, kx, ox0, ox1);
+        for (std::int64_t ox = ox0; ox < lo; ++ox) out[ox] = 0.f;
+        if (s == 1) {
+          if (hi > lo) std::memcpy(out + lo, src + lo, sizeof(float) * std::size_t(hi - lo));
+        } else {
+          for (std::int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * s];
         }
+        for (std::int64_t ox = hi; ox < ox1; ++ox) out[ox] = 0.f;
       }
       j += ox1 - ox0;
     }
-    (void)Ho;
   });
 }
 
@@ -88,12 +109,10 @@ inline void col2im_add(const ConvGeometry& g, const float* dcols, std::int64_t c
           const std::int64_t ox1 = std::min(Wo, ox0 + (c0 + nc - j));
           const std::int64_t iy = oy * s + ky - g.pad;
           if (iy >= 0 && iy < g.height) {
-            float* dst = dx + ((ci * g.batch + n) * g.height + iy) * g.width;
-            const float* in = row + (j - c0);
-            for (std::int64_t ox = ox0; ox < ox1; ++ox) {
-              const std::int64_t ix = ox * s + kx - g.pad;
-              if (ix >= 0 && ix < g.width) dst[ix] += in[ox - ox0];
-            }
+            float* dst = dx + ((ci * g.batch + n) * g.height + iy) * g.width + (kx - g.pad);  // dst[ox * s]
+            const float* in = row + (j - c0) - ox0;                                           // in[ox]
+            const auto [lo, hi] = detail::valid_columns(g, kx, ox0, ox1);
+            for (std::int64_t ox = lo; ox < hi; ++ox) dst[ox * s] += in[ox];
           }
           j += ox1 - ox0;
         }
@@ -101,9 +120,35 @@ inline void col2im_add(const ConvGeometry& g, const float* dcols, std::int64_t c
   });
 }
 
+// Whether a convolution runs as Winograd F(2x2, 3x3) (backend/cpu/winograd.hpp) over the whole batch:
+// 3x3, stride 1, "same" padding, at least 4 input and output channels (below, the direct GEMM's K = 9 Cin is the
+// better GEMM: see winograd_pays in ops/conv.hpp). Its tiles run over all samples, so even ResNet's
+// 4 x 4 stage fills the GEMM panels (128 images x 4 tiles). The data gradient of such a convolution is
+// again one (of dy with the weights flipped and transposed), so both directions use it; the weight
+// gradient stays im2col + GEMM.
+inline bool use_winograd(const ConvGeometry& g, std::int64_t in_channels, std::int64_t out_channels) {
+  return g.kernel == 3 && g.stride == 1 && g.pad == 1 && in_channels >= 4 && out_channels >= 4;
+}
+
+namespace detail {
+inline winograd::PlanarBatch<const float> planes(const float* data, std::int64_t channels, const ConvGeometry& g) {
+  return {data, channels, g.height, g.width, g.batch, g.batch * g.in_plane(), g.in_plane()};
+}
+inline winograd::PlanarBatch<float> planes(float* data, std::int64_t channels, const ConvGeometry& g) {
+  return {data, channels, g.height, g.width, g.batch, g.batch * g.in_plane(), g.in_plane()};
+}
+}  // namespace detail
+
 // y[Cout, N, Ho, Wo] = conv(x[Cin, N, H, W], w[Cout, Cin, k, k]).
 inline void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, float* y) {
   const std::int64_t K = g.patch(), cols = g.columns();
+  if (use_winograd(g, g.cin, g.cout)) {
+    using F23 = winograd::F23<>;
+    float* u = band_scratch(kWinogradWeights, std::size_t(F23::packed_weight_floats(g.cout, g.cin)));
+    winograd::transform_weights(w, g.cout, g.cin, u);
+    winograd::conv3x3_f23(detail::planes(x, g.cin, g), u, nullptr, detail::planes(y, g.cout, g));
+    return;
+  }
   if (g.pointwise()) {
     sgemm(Trans::no, Trans::no, g.cout, cols, K, 1.f, w, K, x, cols, 0.f, y, cols);
     return;
@@ -111,7 +156,7 @@ inline void conv2d_forward(const ConvGeometry& g, const float* x, const float* w
   const std::int64_t band = band_columns(g);
   for (std::int64_t c0 = 0; c0 < cols; c0 += band) {
     const std::int64_t nc = std::min(band, cols - c0);
-    float* c = band_scratch(0, std::size_t(K * nc));
+    float* c = band_scratch(kCols, std::size_t(K * nc));
     im2col(g, x, c0, nc, c);
     sgemm(Trans::no, Trans::no, g.cout, nc, K, 1.f, w, K, c, nc, 0.f, y + c0, cols);
   }
@@ -120,6 +165,19 @@ inline void conv2d_forward(const ConvGeometry& g, const float* x, const float* w
 // dx[Cin, N, H, W] = the data gradient, or dx += it when accumulate (a block's two input paths).
 inline void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, bool accumulate, float* dx) {
   const std::int64_t K = g.patch(), cols = g.columns();
+  if (use_winograd(g, g.cout, g.cin)) {
+    // dx = conv3x3(dy, w') with w'[ci, co, ky, kx] = w[co, ci, 2 - ky, 2 - kx] ("same" padding 1).
+    using F23 = winograd::F23<>;
+    float* flipped = band_scratch(kFlippedWeights, std::size_t(g.cin * g.cout * 9));
+    tbb::parallel_for(std::int64_t{0}, g.cin, [&](std::int64_t ci) {
+      for (std::int64_t co = 0; co < g.cout; ++co)
+        for (int t = 0; t < 9; ++t) flipped[(ci * g.cout + co) * 9 + t] = w[(co * g.cin + ci) * 9 + (8 - t)];
+    });
+    float* u = band_scratch(kWinogradWeights, std::size_t(F23::packed_weight_floats(g.cin, g.cout)));
+    winograd::transform_weights(flipped, g.cin, g.cout, u);
+    winograd::conv3x3_f23(detail::planes(dy, g.cout, g), u, nullptr, detail::planes(dx, g.cin, g), accumulate);
+    return;
+  }
   if (g.pointwise()) {
     sgemm(Trans::yes, Trans::no, K, cols, g.cout, 1.f, w, K, dy, cols, accumulate ? 1.f : 0.f, dx, cols);
     return;
@@ -128,7 +186,7 @@ inline void conv2d_backward_data(const ConvGeometry& g, const float* dy, const f
   const std::int64_t band = band_columns(g);
   for (std::int64_t c0 = 0; c0 < cols; c0 += band) {
     const std::int64_t nc = std::min(band, cols - c0);
-    float* dcols = band_scratch(1, std::size_t(K * nc));
+    float* dcols = band_scratch(kDcols, std::size_t(K * nc));
     sgemm(Trans::yes, Trans::no, K, nc, g.cout, 1.f, w, K, dy + c0, cols, 0.f, dcols, nc);
     col2im_add(g, dcols, c0, nc, dx);
   }
@@ -144,7 +202,7 @@ inline void conv2d_backward_weight(const ConvGeometry& g, const float* x, const 
   const std::int64_t band = band_columns(g);
   for (std::int64_t c0 = 0; c0 < cols; c0 += band) {
     const std::int64_t nc = std::min(band, cols - c0);
-    float* c = band_scratch(0, std::size_t(K * nc));
+    float* c = band_scratch(kCols, std::size_t(K * nc));
     im2col(g, x, c0, nc, c);
     sgemm(Trans::no, Trans::yes, g.cout, K, nc, 1.f, dy + c0, cols, c, nc, c0 == 0 ? beta : 1.f, dw, K);
   }
@@ -211,29 +269,65 @@ inline void batch_norm_eval(const float* x, std::int64_t C, std::int64_t M, cons
   });
 }
 
+namespace detail {
+// One channel of batch_norm_backward; Relu: g = dy masked by y > 0 (branch-free, so both loops vectorize).
+template <bool Relu>
+inline void batch_norm_backward_channel(const float* __restrict xc, const float* __restrict yc, const float* dyc, std::int64_t M,
+                                        float gamma, float m, float r_f, float* __restrict dxc, float* drc, float& dgamma,
+                                        float& dbeta, bool accumulate) {
+  const auto g = [&](std::int64_t i) { return Relu ? (yc[i] > 0.f ? dyc[i] : 0.f) : dyc[i]; };
+  // Both sums in one pass: 8 lanes each, added in a fixed order at the end.
+  double sg_l[8] = {}, sgx_l[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= M; i += 8)
+    for (int l = 0; l < 8; ++l) {
+      const double gi = g(i + l);
+      sg_l[l] += gi;
+      sgx_l[l] += gi * (double(xc[i + l]) - double(m));
+    }
+  double sg = 0, sgx = 0;
+  for (; i < M; ++i) {
+    sg += double(g(i));
+    sgx += double(g(i)) * (double(xc[i]) - double(m));
+  }
+  for (int l = 0; l < 8; ++l) {
+    sg += sg_l[l];
+    sgx += sgx_l[l];
+  }
+  const double r = double(r_f);
+  dgamma = accumulate ? dgamma + float(sgx * r) : float(sgx * r);
+  dbeta = accumulate ? dbeta + float(sg) : float(sg);
+  const float a = float(double(gamma) * r), mg = float(sg / double(M)), k = float(sgx * r * r / double(M));
+  // dresidual may alias dy: each element's g is read before it is written.
+  if (dxc && drc) {
+    for (std::int64_t j = 0; j < M; ++j) {
+      const float gj = g(j);
+      dxc[j] = a * std::fma(-(xc[j] - m), k, gj - mg);
+      drc[j] = gj;
+    }
+  } else if (dxc) {
+    for (std::int64_t j = 0; j < M; ++j) dxc[j] = a * std::fma(-(xc[j] - m), k, g(j) - mg);
+  } else if (drc) {
+    for (std::int64_t j = 0; j < M; ++j) drc[j] = g(j);
+  }
+}
+}  // namespace detail
+
+// Backward of batch_norm_train (the arithmetic of cuda::kernels::batch_norm_backward): per channel
+// sg = sum g, sgx = sum g (x - mean) in double, then dgamma, dbeta, dx = a fma(-(x - mean), k, g - mg),
+// dresidual = g.
 inline void batch_norm_backward(const float* x, const float* y, const float* dy, std::int64_t C, std::int64_t M,
                                 const float* gamma, const float* save_mean, const float* save_rstd, float* dx,
                                 float* dresidual, float* dgamma, float* dbeta, bool accumulate) {
   tbb::parallel_for(std::int64_t{0}, C, [&](std::int64_t c) {
-    const float* __restrict xc = x + c * M;
-    const float* __restrict dyc = dy + c * M;
-    const float* __restrict yc = y ? y + c * M : nullptr;
-    const float m = save_mean[c];
-    const auto g = [&](std::int64_t i) { return yc && !(yc[i] > 0.f) ? 0.f : dyc[i]; };
-    const double sg = detail::lane_sum(M, [&](std::int64_t i) { return double(g(i)); });
-    const double sgx = detail::lane_sum(M, [&](std::int64_t i) { return double(g(i)) * (double(xc[i]) - double(m)); });
-    const double r = double(save_rstd[c]);
-    dgamma[c] = accumulate ? dgamma[c] + float(sgx * r) : float(sgx * r);
-    dbeta[c] = accumulate ? dbeta[c] + float(sg) : float(sg);
-    const float a = float(double(gamma[c]) * r), mg = float(sg / double(M)), k = float(sgx * r * r / double(M));
-    // dresidual may alias dy: each element's g is read before it is written.
     float* dxc = dx ? dx + c * M : nullptr;
     float* drc = dresidual ? dresidual + c * M : nullptr;
-    for (std::int64_t i = 0; i < M; ++i) {
-      const float gi = g(i);
-      if (dxc) dxc[i] = a * std::fma(-(xc[i] - m), k, gi - mg);
-      if (drc) drc[i] = gi;
-    }
+    if (y)
+      detail::batch_norm_backward_channel<true>(x + c * M, y + c * M, dy + c * M, M, gamma[c], save_mean[c], save_rstd[c], dxc,
+                                                drc, dgamma[c], dbeta[c], accumulate);
+    else
+      detail::batch_norm_backward_channel<false>(x + c * M, nullptr, dy + c * M, M, gamma[c], save_mean[c], save_rstd[c], dxc,
+                                                 drc, dgamma[c], dbeta[c], accumulate);
   });
 }
 

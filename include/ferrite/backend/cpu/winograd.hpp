@@ -45,6 +45,24 @@
 
 namespace ferrite::cpu::winograd {
 
+// Planes of a batch of images: plane (c, n) at data + c * channel_stride + n * sample_stride. One
+// image [C, H, W] is {data, C, H, W, 1, H*W, 0}; the channel-major batch [C, N, H, W] of
+// ops/batch_conv.hpp is {data, C, H, W, N, N*H*W, H*W}. Tile rows run over the batch: global tile
+// row r is row r % tiles_y of sample r / tiles_y, so a block of tile rows can span samples and small
+// images (ResNet's 4 x 4 and 8 x 8 stages) still fill the GEMM's panels.
+template <class T>
+struct PlanarBatch {
+  T* data = nullptr;
+  std::int64_t channels = 0, height = 0, width = 0, batch = 1, channel_stride = 0, sample_stride = 0;
+
+  static PlanarBatch image(ChwView<T> v) { return {v.data, v.channels, v.height, v.width, 1, v.plane(), 0}; }
+  T* plane(std::int64_t c, std::int64_t n) const noexcept { return data + c * channel_stride + n * sample_stride; }
+  operator PlanarBatch<const T>() const noexcept {  // NOLINT
+    return {data, channels, height, width, batch, channel_stride, sample_stride};
+  }
+};
+
+
 // The 16 slabs (one per xi) of U, V and M are always walked together, 16 streams at once. Slab
 // strides that are multiples of 4 KiB would put all 16 in the same L1 set (8 ways) and thrash it
 // (measured: the weight transform ran 6x slower); rounding to 4 KiB and adding one cache line puts
@@ -168,17 +186,19 @@ template <int N>
 }
 
 // V of tile rows [ty0, ty1) for all channels. tmp: 4 * (2 * tiles_x + 2) floats, zero: >= W zeros.
+// (Tile rows are global over the batch: see PlanarBatch.)
 template <int NR>
-void input_transform(ChwView<const float> x, std::int64_t ty0, std::int64_t ty1, std::int64_t panels,
+void input_transform(PlanarBatch<const float> x, std::int64_t ty0, std::int64_t ty1, std::int64_t panels,
                      std::int64_t xi_stride, float* __restrict v, float* __restrict tmp, const float* zero) {
-  const std::int64_t H = x.height, W = x.width, cin = x.channels, tiles_x = (W + 1) / 2;
+  const std::int64_t H = x.height, W = x.width, cin = x.channels, tiles_x = (W + 1) / 2, tiles_y = (H + 1) / 2;
   const std::int64_t L = 2 * tiles_x + 2;  // padded row: index c + 1 holds column c
   for (std::int64_t ci = 0; ci < cin; ++ci) {
-    const float* plane = x.channel(ci);
     for (std::int64_t ty = ty0; ty < ty1; ++ty) {
+      const float* plane = x.plane(ci, ty / tiles_y);
+      const std::int64_t lty = ty % tiles_y;  // the tile row within its sample
       const float* r[4];
       for (int i = 0; i < 4; ++i) {
-        const std::int64_t yy = 2 * ty - 1 + i;
+        const std::int64_t yy = 2 * lty - 1 + i;
         r[i] = (yy >= 0 && yy < H) ? plane + yy * W : zero;
       }
       // Rows: T = B^T d (4 input rows -> 4 rows), over the whole width at once.
@@ -232,10 +252,11 @@ void input_transform(ChwView<const float> x, std::int64_t ty0, std::int64_t ty1,
         std::fill_n(v + xi * xi_stride + ((panels - 1) * cin + ci) * NR + tail, NR - tail, 0.f);
 }
 
-// y rows [2 ty0, min(H, 2 ty1)) from M (+ bias). tmp: 4 * tiles_x floats.
+// y rows of global tile rows [ty0, ty1) from M (+ bias); added to y when accumulate. tmp: 4 * tiles_x floats.
 inline void output_transform(const float* __restrict m, std::int64_t ntp, std::int64_t xi_stride, std::int64_t ty0,
-                             std::int64_t ty1, const float* bias, ChwView<float> y, float* __restrict tmp) {
-  const std::int64_t H = y.height, W = y.width, cout = y.channels, tiles_x = (W + 1) / 2;
+                             std::int64_t ty1, const float* bias, PlanarBatch<float> y, float* __restrict tmp,
+                             bool accumulate) {
+  const std::int64_t H = y.height, W = y.width, cout = y.channels, tiles_x = (W + 1) / 2, tiles_y = (H + 1) / 2;
   float* __restrict e0 = tmp;  // output row 2ty, even / odd columns; row 2ty + 1 likewise
   float* __restrict o0 = tmp + tiles_x;
   float* __restrict e1 = tmp + 2 * tiles_x;
@@ -259,21 +280,26 @@ inline void output_transform(const float* __restrict m, std::int64_t ntp, std::i
         o1[k] = (r1[1] - r1[2] - r1[3]) + b;
       }
       // Interleave into the output rows (the last column / row only where W / H is odd).
-      float* out0 = y.channel(co) + 2 * ty * W;
-      const std::int64_t pairs = W / 2;
-      for (std::int64_t k = 0; k < pairs; ++k) {
-        out0[2 * k] = e0[k];
-        out0[2 * k + 1] = o0[k];
-      }
-      if (W % 2) out0[W - 1] = e0[tiles_x - 1];
-      if (2 * ty + 1 < H) {
-        float* out1 = out0 + W;
-        for (std::int64_t k = 0; k < pairs; ++k) {
-          out1[2 * k] = e1[k];
-          out1[2 * k + 1] = o1[k];
+      const std::int64_t lty = ty % tiles_y;
+      float* out0 = y.plane(co, ty / tiles_y) + 2 * lty * W;
+      const auto store = [&](float* out, const float* even, const float* odd) {
+        const std::int64_t pairs = W / 2;
+        if (accumulate) {
+          for (std::int64_t k = 0; k < pairs; ++k) {
+            out[2 * k] += even[k];
+            out[2 * k + 1] += odd[k];
+          }
+          if (W % 2) out[W - 1] += even[tiles_x - 1];
+        } else {
+          for (std::int64_t k = 0; k < pairs; ++k) {
+            out[2 * k] = even[k];
+            out[2 * k + 1] = odd[k];
+          }
+          if (W % 2) out[W - 1] = even[tiles_x - 1];
         }
-        if (W % 2) out1[W - 1] = e1[tiles_x - 1];
-      }
+      };
+      store(out0, e0, o0);
+      if (2 * lty + 1 < H) store(out0 + W, e1, o1);
     }
   }
 }
@@ -303,13 +329,15 @@ inline std::int64_t block_rows(std::int64_t tiles_y, std::int64_t tiles_x, std::
   return best;
 }
 
-// y[Cout, H, W] = conv3x3(x[Cin, H, W]) (+ bias) from the packed transformed weights u
-// (transform_weights). x and y must not overlap; Cin, H, W >= 1.
+// y[Cout, H, W] (+)= conv3x3(x[Cin, H, W]) (+ bias) from the packed transformed weights u
+// (transform_weights), for every sample of the batch (same H, W, batch for x and y; accumulate: y +=).
+// x and y must not overlap; Cin, H, W >= 1.
 template <class Arch = xsimd::default_arch>
-void conv3x3_f23(ChwView<const float> x, const float* u, const float* bias, ChwView<float> y) {
+void conv3x3_f23(PlanarBatch<const float> x, const float* u, const float* bias, PlanarBatch<float> y,
+                 bool accumulate = false) {
   constexpr int MR = F23<Arch>::MR, NR = F23<Arch>::NR;
   const std::int64_t H = x.height, W = x.width, cin = x.channels, cout = y.channels;
-  const std::int64_t tiles_y = (H + 1) / 2, tiles_x = (W + 1) / 2;
+  const std::int64_t tiles_y = x.batch * ((H + 1) / 2), tiles_x = (W + 1) / 2;  // tile rows of the whole batch
   const std::int64_t co_panels = F23<Arch>::co_panels(cout), u_slab = F23<Arch>::weight_slab(cout, cin);
 
   const std::int64_t R = block_rows(tiles_y, tiles_x, cin + cout, NR);
@@ -341,8 +369,14 @@ void conv3x3_f23(ChwView<const float> x, const float* u, const float* bias, ChwV
                                      m_xi + p * MR * ntp + q * NR, ntp, NR, 1.f, 0.f);
         }
     }
-    detail::output_transform(m, ntp, m_slab, ty0, ty1, bias, y, tmp);
+    detail::output_transform(m, ntp, m_slab, ty0, ty1, bias, y, tmp, accumulate);
   });
+}
+
+// One image: y[Cout, H, W] = conv3x3(x[Cin, H, W]) (+ bias).
+template <class Arch = xsimd::default_arch>
+void conv3x3_f23(ChwView<const float> x, const float* u, const float* bias, ChwView<float> y) {
+  conv3x3_f23<Arch>(PlanarBatch<const float>::image(x), u, bias, PlanarBatch<float>::image(y));
 }
 
 }  // namespace ferrite::cpu::winograd
