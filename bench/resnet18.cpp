@@ -68,6 +68,7 @@ struct Config {
   double weight_decay = 5e-4;
   std::string schedule = "onecycle";  // constant | cosine | onecycle
   std::int64_t warmup_lr_steps = 0;   // cosine: linear warm-up steps
+  std::int64_t schedule_steps = 0;    // > 0: the schedule spans this many steps (e.g. a whole run's, cut by --max-steps)
   std::int64_t width = 64;            // 64 = ResNet-18
   std::uint64_t seed = 42;
   int threads = 0;
@@ -87,7 +88,7 @@ json config_json(const Config& c) {
           {"test_samples", c.test_samples}, {"batch", c.batch},          {"epochs", c.epochs},
           {"max_steps", c.max_steps},   {"lr", c.lr},                   {"momentum", c.momentum},
           {"nesterov", c.nesterov},     {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
-          {"warmup_lr_steps", c.warmup_lr_steps}, {"width", c.width},   {"seed", c.seed},
+          {"warmup_lr_steps", c.warmup_lr_steps}, {"schedule_steps", c.schedule_steps}, {"width", c.width},   {"seed", c.seed},
           {"threads", c.threads},       {"device", c.device},           {"warmup_steps", c.warmup_steps},
           {"eval_batch", c.eval_batch}, {"augment", c.augment},         {"init_from", c.init_from},
           {"save_init", c.save_init},   {"export_data", c.export_data}, {"profile_steps", c.profile_steps},
@@ -227,7 +228,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   o.use_schedule = true;
   o.schedule.kind = kind;
   o.schedule.lr = c.lr;
-  o.schedule.total_steps = std::max<std::int64_t>(total_steps, 1);
+  o.schedule.total_steps = c.schedule_steps > 0 ? c.schedule_steps : std::max<std::int64_t>(total_steps, 1);
   o.schedule.warmup_steps = c.warmup_lr_steps;
   FE_TRY(o.schedule.check());
 
@@ -363,7 +364,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", c.batch, "batch size")->check(CLI::Range(std::int64_t{1}, kMaxBatch));
   app.add_option("--epochs", c.epochs, "epochs")->check(CLI::Range(std::int64_t{1}, kMaxEpochs));
   app.add_option("--max-steps", c.max_steps, "stop after this many steps (a timing run; the schedule spans them)")
-      ->check(CLI::Range(std::int64_t{0}, kMaxSteps));
+      ->check(CLI::Range(std::int64_t{1}, kMaxSteps));
   app.add_option("--lr", c.lr, "peak learning rate")->check(CLI::PositiveNumber & bench::kFinite);
   app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0) & bench::kFinite);
   app.add_flag("--nesterov", c.nesterov, "Nesterov momentum");
@@ -371,6 +372,9 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", c.schedule, "constant | cosine | onecycle (torch.optim.lr_scheduler's formulas)")
       ->check(CLI::IsMember({"constant", "cosine", "onecycle"}));
   app.add_option("--warmup-lr-steps", c.warmup_lr_steps, "cosine: linear warm-up steps")->check(CLI::Range(std::int64_t{0}, kMaxSteps));
+  app.add_option("--schedule-steps", c.schedule_steps,
+                 "the steps the schedule spans (default: this run's); e.g. the first --max-steps 10 of a 30-epoch schedule")
+      ->check(CLI::Range(std::int64_t{0}, kMaxSteps));
   app.add_option("--width", c.width, "channels of the first stage (64 = ResNet-18)")->check(CLI::Range(std::int64_t{1}, std::int64_t{1024}));
   app.add_option("--seed", c.seed, "seed of initialization, data, batch order and augmentation")->check(bench::kSeed);
   app.add_option("--threads", c.threads, "CPU threads (0 = all)")->check(CLI::Range(0, bench::kMaxThreadsFlag));

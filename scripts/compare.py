@@ -2,7 +2,7 @@
 """Compares ferrite and PyTorch runs of one benchmark (ferrite-bench/1 JSON) and writes a report.
 
 usage: compare.py --ferrite F1.json [F2.json ...] --pytorch P1.json [...] [--torch-compile C1.json ...]
-                  [--out DIR] [--title TEXT] [--command TEXT]
+                  [--channels-last L1.json ...] [--out DIR] [--title TEXT] [--command TEXT]
 
 Speed: per device, throughput median (min–max), the ferrite/PyTorch ratio of medians with the spread of
 the per-repetition ratios (runs alternate A B A B, so repetition i of each ran side by side), latency
@@ -25,6 +25,13 @@ import os
 import sys
 
 STEP_TOL, STEP_COUNT = 1e-5, 10     # relative, first 10 steps (fp32 rounding of one step: ~1e-7)
+STEP_TOL_BY_BENCHMARK = {"resnet18": 1e-4}
+# With --spread (PyTorch from the same inputs with another thread count): fp32 trajectories of a deep
+# BatchNorm network decorrelate within a few steps (ResNet-18, batch 128, lr 0.004: PyTorch 1 vs 2
+# threads 1.4e-4 at step 5, 7.8e-4 at step 9), so step i also passes when ferrite's difference to
+# PyTorch is within SPREAD_FACTOR x PyTorch's own largest difference up to step i. Both columns are
+# printed per step: the allowance is stated, never silent.
+SPREAD_FACTOR = 10.0
 EPOCH_TOL = 1e-3                    # relative, per-epoch mean loss (rounding grows over thousands of steps)
 ACCURACY_TOL = 0.01                 # absolute fraction = one percentage point
 # qca: relative L2 error of psi against PyTorch. One step: the issue's bound (measured 3e-7 .. 1e-6). Up to
@@ -171,18 +178,35 @@ def run_mode(docs):
     return ", ".join(label for key, label in names if backend.get(key) is True)
 
 
-def parity(f, p):
-    """Checks one ferrite run against one PyTorch run made from the same inputs."""
+def parity(f, p, spread=None):
+    """Checks one ferrite run against one PyTorch run made from the same inputs (and, with `spread`, a
+    PyTorch run of another thread count from those inputs, whose difference to `p` is PyTorch's own spread)."""
     checks = []
     fq, pq = f["quality"], p["quality"]
     fs, ps = fq.get("loss_per_step") or [], pq.get("loss_per_step") or []
     n = min(STEP_COUNT, len(fs), len(ps))
-    if n:
+    step_tol = STEP_TOL_BY_BENCHMARK.get(f.get("benchmark"), STEP_TOL)
+    ss = ((spread or {}).get("quality") or {}).get("loss_per_step") or []
+    if n and len(ss) >= n:
+        envelope, ok_all, worst_ratio = 0.0, True, 0.0
+        for i in range(n):
+            own = rel_diff(ss[i], ps[i])
+            envelope = max(envelope, own)
+            allowed = max(step_tol, SPREAD_FACTOR * envelope)
+            d = rel_diff(fs[i], ps[i])
+            ok_all = ok_all and within(d, allowed)
+            worst_ratio = max(worst_ratio, d / allowed if allowed > 0 else float("inf"))
+            checks.append((f"step {i} loss: ferrite vs PyTorch (PyTorch {spread['device'].get('threads')} vs "
+                           f"{p['device'].get('threads')} threads: {own:.2g}; allowed max({step_tol:g}, "
+                           f"{SPREAD_FACTOR:g} x {envelope:.2g}))", d, allowed, within(d, allowed)))
+        checks.append((f"first {n} step losses within PyTorch's own spread (largest share of the allowance)",
+                       worst_ratio, 1.0, ok_all))
+    elif n:
         w = worst(rel_diff(fs[i], ps[i]) for i in range(n))
-        checks.append((f"first {n} step losses, max relative difference", w, STEP_TOL, within(w, STEP_TOL)))
+        checks.append((f"first {n} step losses, max relative difference", w, step_tol, within(w, step_tol)))
     else:
         checks.append((f"per-step losses missing (ferrite {len(fs)}, PyTorch {len(ps)} steps): not comparable",
-                       float("nan"), STEP_TOL, False))
+                       float("nan"), step_tol, False))
     fe, pe = fq.get("loss_per_epoch") or [], pq.get("loss_per_epoch") or []
     if fe and len(fe) == len(pe):
         w = worst(rel_diff(a, b) for a, b in zip(fe, pe))
@@ -314,7 +338,7 @@ def fmt_ratio(fr, other):
     return f"ferrite's throughput is {ratio:.2f}× that of {other['label']} ({faster}){spread}"
 
 
-def build_report(ferrite, pytorch, compiled, title, command):
+def build_report(ferrite, pytorch, compiled, title, command, channels_last=(), spread=()):
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Produced by `{command}`.", ""]
@@ -335,7 +359,8 @@ def build_report(ferrite, pytorch, compiled, title, command):
                   "steps are excluded; throughput is the median over epochs of one run, and the table shows the "
                   "median over repetitions with the min–max range.", ""]
     failed = False
-    errors = [d for d in ferrite + pytorch + compiled if unusable(d) is not None]
+    channels_last = list(channels_last)
+    errors = [d for d in ferrite + pytorch + compiled + channels_last if unusable(d) is not None]
     for d in errors:
         lines.append(f"- **{framework_name(d)} run failed** on {device_key(d)} ({os.path.basename(d['_path'])}): "
                      f"{unusable(d)}")
@@ -349,8 +374,10 @@ def build_report(ferrite, pytorch, compiled, title, command):
         fd = [d for d in ferrite if device_key(d) == device]
         pd = [d for d in pytorch if device_key(d) == device]
         cd = [d for d in compiled if device_key(d) == device]
+        ld = [d for d in channels_last if device_key(d) == device]
         pmode = run_mode(pd)
         drows = [r for r in (speed_row("ferrite", fd), speed_row(f"PyTorch {pmode or 'eager'}", pd),
+                             speed_row(f"PyTorch {run_mode(ld) or 'eager'} channels_last", ld),
                              speed_row("PyTorch torch.compile", cd)) if r]
         fmode = run_mode(fd)
         if not drows:
@@ -396,7 +423,8 @@ def build_report(ferrite, pytorch, compiled, title, command):
             problems.append(f"parity on {device} not checked")
             failed = True
         else:
-            checks = qca_parity(fs[0], ps[0]) if qca else parity(fs[0], ps[0])
+            sp = [d for d in successful(list(spread)) if device_key(d) == device]
+            checks = qca_parity(fs[0], ps[0]) if qca else parity(fs[0], ps[0], sp[0] if sp else None)
             lines += [f"Parity compares `{os.path.basename(fs[0]['_path'])}` with `{os.path.basename(ps[0]['_path'])}`.",
                       "", "| parity check | value | tolerance | ok |", "|---|---|---|---|"]
             for name, value, tol, ok in checks:
@@ -425,23 +453,28 @@ def main(argv=None):
     ap.add_argument("--ferrite", nargs="+", required=True)
     ap.add_argument("--pytorch", nargs="+", required=True)
     ap.add_argument("--torch-compile", nargs="*", default=[])
+    ap.add_argument("--channels-last", nargs="*", default=[], help="PyTorch runs in the channels_last memory format")
+    ap.add_argument("--spread", nargs="*", default=[],
+                    help="PyTorch runs from the same inputs with another thread count (its own fp32 spread)")
     ap.add_argument("--out", default="")
     ap.add_argument("--title", default="ferrite vs PyTorch")
     ap.add_argument("--command", default="")
     args = ap.parse_args(argv)
     try:
         ferrite, pytorch, compiled = load(args.ferrite), load(args.pytorch), load(args.torch_compile)
+        channels_last, spread = load(args.channels_last), load(args.spread)
     except InputError as e:
         print(f"compare.py: cannot read input: {e}", file=sys.stderr)
         return 2
-    lines, rows, curves, verdicts, failed = build_report(ferrite, pytorch, compiled, args.title, args.command)
+    lines, rows, curves, verdicts, failed = build_report(ferrite, pytorch, compiled, args.title, args.command,
+                                                         channels_last, spread)
     if args.out:
         try:
             os.makedirs(args.out, exist_ok=True)
             files, note = charts(args.out, rows, curves)
             lines += ["## Charts", ""] + [f"![{f}]({f})" for f in files] + ([note] if note else []) + [""]
             lines += ["## Raw results", ""] + [f"- `{os.path.basename(d['_path'])}` ({framework_name(d)}, "
-                                               f"{d.get('status', '?')})" for d in ferrite + pytorch + compiled] + [""]
+                                               f"{d.get('status', '?')})" for d in ferrite + pytorch + compiled + channels_last] + [""]
             with open(os.path.join(args.out, "report.md"), "w", encoding="utf-8") as f:
                 f.write("\n".join(lines))
         except OSError as e:

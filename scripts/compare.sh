@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark in ferrite and in PyTorch from the same inputs and writes a side-by-side report.
 #
-#   scripts/compare.sh mnist|qca [--device cpu|cuda|all] [--reps N] [--torch-compile] [--ranks R] [-- EXTRA BENCH FLAGS]
+#   scripts/compare.sh mnist|qca|resnet18 [--device cpu|cuda|all] [--reps N] [--torch-compile] [--ranks R] [-- EXTRA BENCH FLAGS]
 #
 # Builds ferrite if needed; gets a python with torch from scripts/setup-compare.sh ($FERRITE_PYTHON to use
 # an existing one); exports the initial weights, data and batch order from ferrite; then runs ferrite and
@@ -18,11 +18,14 @@
 # --ranks R (mnist): data parallel on both sides, each launched by `mpirun -np R` with the same core binding:
 #   ferrite's ranks over MPI, PyTorch's DistributedDataParallel over gloo (nccl on cuda), the same global
 #   batch and shards, threads / R threads per rank.
+# resnet18: PyTorch runs twice per repetition, in NCHW and in channels_last (its faster format depends on the
+#   machine); both read ferrite's exported images, batch orders and crop/flip draws (--export-data). One
+#   more untimed PyTorch run with 1 thread gives PyTorch's own fp32 spread, which the step-loss check uses.
 # Exit status: non-zero if a run failed or parity failed (not when ferrite is slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 bench=$1; shift
 device=cpu reps=5 compile=0 ranks=1 extra=()
@@ -37,7 +40,7 @@ while [ $# -gt 0 ]; do
     *) echo "compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-case "$bench" in mnist|qca) ;; *) echo "compare.sh: unknown benchmark '$bench' (available: mnist, qca)" >&2; exit 2 ;; esac
+case "$bench" in mnist|qca|resnet18) ;; *) echo "compare.sh: unknown benchmark '$bench' (available: mnist, qca, resnet18)" >&2; exit 2 ;; esac
 case "$device" in cpu|cuda|all) ;; *) echo "compare.sh: --device must be cpu, cuda or all, got '$device'" >&2; exit 2 ;; esac
 [[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --reps must be a positive integer, got '$reps'" >&2; exit 2; }
 [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --ranks must be a positive integer, got '$ranks'" >&2; exit 2; }
@@ -88,8 +91,10 @@ pytorch_extra=() skip=0
 for a in "${extra[@]}"; do
   if [ $skip = 1 ]; then skip=0; continue; fi
   case "$a" in
-    --samples|--test-samples|--data-dir) skip=1 ;;
-    --samples=*|--test-samples=*|--data-dir=*) ;;
+    --samples|--test-samples|--data-dir|--train-samples|--dataset) skip=1 ;;
+    --samples=*|--test-samples=*|--data-dir=*|--train-samples=*|--dataset=*) ;;
+    --augment|--no-augment|--pin|--no-pin) ;;  # ferrite-only (PyTorch applies the exported draws)
+    --tf32) pytorch_extra+=(--allow-tf32) ;;
     *) pytorch_extra+=("$a") ;;
   esac
 done
@@ -160,13 +165,24 @@ common=(--threads "$threads" --quiet)
 [ "$bench" = qca ] && common=(--threads "$threads")
 if [ "$bench" = qca ]; then
   :  # exported above
-elif ! "$exe" "${common[@]}" "${extra[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" \
+elif export_extra=("${extra[@]}") && { [ "$bench" != resnet18 ] || { without --max-steps --schedule -- -- "${extra[@]}"; export_extra=("${kept[@]}" --max-steps 1 --schedule constant); }; } &&
+     ! "$exe" "${common[@]}" "${export_extra[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" \
      --export-data "$out/data.safetensors" --json "$out/export-run.json" >/dev/null 2>"$out/export-run.log"; then
   echo "compare.sh: exporting the initial weights and data failed (log: $out/export-run.log):" >&2
   tail -n 5 "$out/export-run.log" >&2
   exit 1
 fi
-ferrite_json=() pytorch_json=() compile_json=()
+ferrite_json=() pytorch_json=() compile_json=() channels_last_json=() spread_json=()
+if [ "$bench" = resnet18 ] && [ "$threads" -gt 1 ]; then
+  # PyTorch's own fp32 spread: one untimed run with 1 thread from the same inputs (compare.py --spread).
+  for dev in "${devices[@]}"; do
+    [ "$dev" = cpu ] || continue
+    s=$out/pytorch-1thread-$dev.json
+    run "PyTorch eager 1 thread (spread, $dev)" "$s" "$py" scripts/pytorch/resnet18.py --threads 1 --quiet \
+      "${pytorch_extra[@]}" --device "$dev" --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$s"
+    [ -s "$s" ] && spread_json+=("$s")
+  done
+fi
 for dev in "${devices[@]}"; do
   for i in $(seq 1 "$reps"); do
     echo "compare.sh: $dev repetition $i/$reps" >&2
@@ -185,6 +201,13 @@ for dev in "${devices[@]}"; do
     fi
     [ -s "$f" ] && ferrite_json+=("$f")
     [ -s "$p" ] && pytorch_json+=("$p")
+    if [ "$bench" = resnet18 ]; then
+      l=$out/pytorch-channels-last-$dev-$i.json
+      run "PyTorch eager channels_last ($dev, repetition $i)" "$l" "$py" scripts/pytorch/resnet18.py "${common[@]}" \
+        "${pytorch_extra[@]}" --device "$dev" --channels-last \
+        --init-from "$out/init.safetensors" --data-from "$out/data.safetensors" --json "$l"
+      [ -s "$l" ] && channels_last_json+=("$l")
+    fi
     if [ "$compile" = 1 ]; then
       c=$out/pytorch-compile-$dev-$i.json
       run "PyTorch torch.compile ($dev, repetition $i)" "$c" \
@@ -202,6 +225,8 @@ if [ ${#ferrite_json[@]} -eq 0 ] || [ ${#pytorch_json[@]} -eq 0 ]; then
 fi
 compile_args=()
 [ ${#compile_json[@]} -gt 0 ] && compile_args=(--torch-compile "${compile_json[@]}")
+[ ${#channels_last_json[@]} -gt 0 ] && compile_args+=(--channels-last "${channels_last_json[@]}")
+[ ${#spread_json[@]} -gt 0 ] && compile_args+=(--spread "${spread_json[@]}")
 command="scripts/compare.sh $bench --device $device --reps $reps"
 [ "$ranks" -gt 1 ] && command+=" --ranks $ranks"
 [ "$compile" = 1 ] && command+=" --torch-compile"

@@ -3,7 +3,7 @@
 the same images, batch order, crops and flips (ferrite's --export-data), the same initial state_dict
 (--init-from, ferrite's --save-init), SGD with the same schedule formulas; one ferrite-bench/1 JSON.
 
-  python scripts/pytorch/resnet18.py --data d.safetensors --init-from w.safetensors --max-steps 10 --json out.json
+  python scripts/pytorch/resnet18.py --data-from d.safetensors --init-from w.safetensors --max-steps 10 --json out.json
 
 Eager by default; labelled variants: --channels-last (NHWC memory format), --compile (torch.compile of
 the training step's model), --amp bf16 (autocast; fp32 master weights). Step time: host wall clock per
@@ -24,7 +24,7 @@ from resnet_model import ResNet  # noqa: E402
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="ferrite's --export-data file (images, batch order, augmentation draws)")
+    p.add_argument("--data-from", required=True, help="ferrite's --export-data file (images, batch order, augmentation draws)")
     p.add_argument("--init-from", help="ferrite's --save-init state_dict (else torch's own init from --seed)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
@@ -35,6 +35,7 @@ def parse(argv):
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", choices=["constant", "cosine", "onecycle"], default="onecycle")
     p.add_argument("--warmup-lr-steps", type=int, default=0)
+    p.add_argument("--schedule-steps", type=int, default=0, help="the steps the schedule spans (default: this run's)")
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=0)
@@ -45,8 +46,11 @@ def parse(argv):
     p.add_argument("--compile", action="store_true")
     p.add_argument("--amp", choices=["none", "bf16"], default="none")
     p.add_argument("--allow-tf32", action="store_true")
+    p.add_argument("--float64", action="store_true",
+                   help="train in double (a reference trajectory: how far each fp32 run drifts from it)")
     p.add_argument("--profile", type=int, default=0, help="profile this many extra steps with torch.profiler")
     p.add_argument("--json")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     return p.parse_args(argv)
 
 
@@ -98,15 +102,15 @@ def main(argv):
     torch.backends.cudnn.allow_tf32 = args.allow_tf32
     from safetensors.torch import load_file
     from safetensors import safe_open
-    data = load_file(args.data)
-    with safe_open(args.data, "pt") as f:
+    data = load_file(args.data_from)
+    with safe_open(args.data_from, "pt") as f:
         meta = f.metadata()
     pad = int(meta.get("pad", "4"))
     train_x, train_y = data["train_images"], data["train_labels"].long()
     test_x, test_y = data["test_images"], data["test_labels"].long()
     order, draws = data["batch_order"], data["augment"]
     if order.shape[0] < args.epochs:
-        return common.fail(args.json, report, f"--data has the batch orders of {order.shape[0]} epoch(s), --epochs {args.epochs}")
+        return common.fail(args.json, report, f"--data-from has the batch orders of {order.shape[0]} epoch(s), --epochs {args.epochs}")
     classes = int(max(train_y.max().item(), test_y.max().item()) + 1)
     model = ResNet(width=args.width, classes=max(classes, 10))
     if args.init_from:
@@ -114,6 +118,8 @@ def main(argv):
         model.load_state_dict(state, strict=True)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
+    if args.float64:
+        model = model.double()
     step_model = torch.compile(model) if args.compile else model
     n = train_x.shape[0]
     batches = (n + args.batch - 1) // args.batch
@@ -127,7 +133,7 @@ def main(argv):
         e, b = divmod(step, batches)
         idx = order[e, b * args.batch:(b + 1) * args.batch].long()
         x = render(train_x, idx, draws[e][idx], pad).to(device).contiguous(memory_format=memory_format)
-        return x, train_y[idx].to(device)
+        return (x.double() if args.float64 else x), train_y[idx].to(device)
 
     def make_opt():
         return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
@@ -163,6 +169,7 @@ def main(argv):
         with torch.inference_mode():
             for b in range(0, test_x.shape[0], args.eval_batch):
                 x = ((test_x[b:b + args.eval_batch].float() / 255 - MEAN) / STD).to(device).contiguous(memory_format=memory_format)
+                x = x.double() if args.float64 else x
                 y = test_y[b:b + args.eval_batch].to(device)
                 logits = model(x).float()
                 total_loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -174,7 +181,7 @@ def main(argv):
     for s in range(total):
         x, y = batch_of(s)  # the input pipeline is outside the timed step, as ferrite's prefetch
         for g in opt.param_groups:
-            g["lr"] = lr_at(args, s, total)
+            g["lr"] = lr_at(args, s, args.schedule_steps if args.schedule_steps > 0 else total)
         t0 = common.now()
         loss = train_step(opt, x, y).item()
         sync()
@@ -187,7 +194,8 @@ def main(argv):
             tl, ta = evaluate()
             test_loss.append(tl)
             test_acc.append(ta)
-            print(f"epoch {len(epoch_loss)}: test accuracy {100 * ta:.2f} %", file=sys.stderr)
+            if not args.quiet:
+                print(f"epoch {len(epoch_loss)}: test accuracy {100 * ta:.2f} %", file=sys.stderr)
     images = min(total * args.batch, sum(min(args.batch, n - (s % batches) * args.batch) for s in range(total)))
     tput = images / (sum(step_ms) / 1e3) if step_ms else 0.0
     macs = 555422720 * (args.width / 64) ** 2  # ResNet-18 at 32x32 (models/resnet.hpp's count), ~width^2
@@ -207,7 +215,8 @@ def main(argv):
     report["device"] = {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda"
                         else common.cpu_model(), "threads": torch.get_num_threads()}
     report["framework"]["backend"].update({"memory_format": "channels_last" if args.channels_last else "nchw",
-                                          "torch_compile": bool(args.compile), "amp": args.amp})
+                                          "torch_compile": bool(args.compile), "amp": args.amp,
+                                          "dtype": "float64" if args.float64 else "float32"})
     peak_dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     report["metrics"] = {
         "throughput": {"value": tput, "unit": "images/s", "method": "images over the summed step times"},
