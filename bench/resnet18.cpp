@@ -321,8 +321,11 @@ Result<bench::RunSections> run(const Config& c, int threads) {
                  {"test_accuracy_per_epoch", test_accuracy},
                  {"test_loss_per_epoch", test_loss},
                  {"test_accuracy", test_accuracy.empty() ? json(nullptr) : json(test_accuracy.back())},
+                 {"train_accuracy", history.epoch_accuracy.empty() ? json(nullptr) : json(history.epoch_accuracy.back())},
+                 {"train_accuracy_per_epoch", history.epoch_accuracy},
                  {"loss_per_step", history.step_loss}};
   out.extra = {{"model", fmt::format("resnet18-cifar width {}", c.width)},
+               {"train_accuracy", "running accuracy over each epoch's augmented training batches (the steps' own logits)"},
                {"parameters", model.parameter_count()},
                {"macs_per_image", macs},
                {"flops_per_image", flops_image},

@@ -11,6 +11,8 @@ and BatchNorm of ResNet-18 is there, with 4/8/16/32 channels) on a batch of 4 CI
                      weight_decay 5e-4): parameters updated, BN running statistics and
                      num_batches_tracked after the training-mode forward
   "eval_logits" [4, 10]  the stepped model in eval mode on the same input (running statistics)
+  "onecycle_lr" [50] the learning rates torch.optim.lr_scheduler.OneCycleLR(max_lr 0.1, total_steps 50,
+                     cycle_momentum=False) gives steps 0..49 (f64), for optim/schedule.hpp
 Hyper-parameters in __metadata__. Deterministic (torch.manual_seed(0), one thread, CPU).
 
 Usage: python scripts/pytorch/make_resnet_fixtures.py [--out tests/data/parity]
@@ -55,6 +57,15 @@ def main():
     model.eval()
     with torch.no_grad():
         t["eval_logits"] = model(x).clone()
+
+    sched_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(sched_opt, max_lr=0.1, total_steps=50, cycle_momentum=False)
+    lrs = []
+    for _ in range(50):
+        lrs.append(sched_opt.param_groups[0]["lr"])
+        sched_opt.step()
+        sched.step()
+    t["onecycle_lr"] = torch.tensor(lrs, dtype=torch.float64)
 
     meta = common_metadata(SEED)
     meta.update({"generator": "scripts/pytorch/make_resnet_fixtures.py", "lr": repr(LR), "momentum": repr(MOMENTUM),

@@ -146,6 +146,7 @@ def main(argv):
             loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
+        train_step.correct = (logits.detach().argmax(dim=1) == y).sum()
         return loss
 
     model.train()
@@ -177,7 +178,7 @@ def main(argv):
         model.train()
         return total_loss / test_x.shape[0], correct / test_x.shape[0]
 
-    losses = []
+    losses, correct, seen, train_acc = [], 0, 0, []
     for s in range(total):
         x, y = batch_of(s)  # the input pipeline is outside the timed step, as ferrite's prefetch
         for g in opt.param_groups:
@@ -188,9 +189,12 @@ def main(argv):
         step_ms.append((common.now() - t0) * 1e3)
         step_loss.append(loss)
         losses.append(loss)
+        correct += int(train_step.correct.item())
+        seen += int(y.shape[0])
         if (s + 1) % batches == 0 or s + 1 == total:
             epoch_loss.append(sum(losses) / len(losses))
-            losses = []
+            train_acc.append(correct / seen)
+            losses, correct, seen = [], 0, 0
             tl, ta = evaluate()
             test_loss.append(tl)
             test_acc.append(ta)
@@ -228,8 +232,10 @@ def main(argv):
     }
     report["quality"] = {"loss_per_epoch": epoch_loss, "final_loss": epoch_loss[-1] if epoch_loss else None,
                          "test_accuracy_per_epoch": test_acc, "test_loss_per_epoch": test_loss,
-                         "test_accuracy": test_acc[-1] if test_acc else None, "loss_per_step": step_loss}
-    report["extra"] = {"model": f"resnet18-cifar width {args.width}", "train_samples": n, "test_samples": int(test_x.shape[0]),
+                         "test_accuracy": test_acc[-1] if test_acc else None, "loss_per_step": step_loss,
+                         "train_accuracy": train_acc[-1] if train_acc else None, "train_accuracy_per_epoch": train_acc}
+    report["extra"] = {"model": f"resnet18-cifar width {args.width}",
+                       "train_accuracy": "running accuracy over each epoch's augmented training batches (the steps' own logits)", "train_samples": n, "test_samples": int(test_x.shape[0]),
                        "steps": len(step_ms), "profile": profile,
                        "step_time": "host wall clock per step (forward + loss + backward + SGD, .item()), batch rendered before"}
     print(f"pytorch resnet18 — {n} train, batch {args.batch}, {len(step_ms)} steps, {torch.get_num_threads()} thread(s), "

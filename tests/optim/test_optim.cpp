@@ -18,6 +18,7 @@
 #include "ferrite/optim/adam.hpp"
 #include "ferrite/optim/factory.hpp"
 #include "ferrite/optim/reference.hpp"
+#include "ferrite/optim/schedule.hpp"
 #include "ferrite/optim/sgd.hpp"
 
 using namespace ferrite;
@@ -779,4 +780,37 @@ TEST(OptimShard, RefusesWithoutAStoreAndOutOfRange) {
   auto stepped = flat->step();
   ASSERT_TRUE(stepped.ok()) << stepped.error().to_string();
   EXPECT_EQ(std::vector<float>(store.values().ptr<float>(), store.values().ptr<float>() + store.total_elements()), before);
+}
+
+// ---- learning-rate schedules (optim/schedule.hpp) ----------------------------------------------
+
+TEST(LrSchedule, CosineWithLinearWarmupFollowsTheFormula) {
+  optim::LrSchedule s;
+  s.kind = optim::LrSchedule::Kind::cosine;
+  s.lr = 0.1;
+  s.total_steps = 20;
+  s.warmup_steps = 5;
+  ASSERT_TRUE(s.check().ok());
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1 * 1 / 5);
+  EXPECT_DOUBLE_EQ(s.at(4), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(5), 0.1);  // cos(0): the peak again
+  EXPECT_DOUBLE_EQ(s.at(19), 0.1 * 0.5 * (1 + std::cos(3.14159265358979323846 * 14 / 15)));
+  EXPECT_DOUBLE_EQ(s.at(25), s.at(19));  // past the end: the last value
+  s.kind = optim::LrSchedule::Kind::constant;
+  EXPECT_DOUBLE_EQ(s.at(7), 0.1);
+}
+
+TEST(LrSchedule, BadSchedulesAreRefusedByName) {
+  EXPECT_FALSE(optim::LrSchedule::parse_kind("triangle").ok());
+  EXPECT_EQ(optim::LrSchedule::parse_kind("onecycle").value(), optim::LrSchedule::Kind::onecycle);
+  optim::LrSchedule s;
+  s.kind = optim::LrSchedule::Kind::onecycle;
+  s.total_steps = 3;  // 0.3 x 3 - 1 < 0: no warm-up phase
+  const Status st = s.check();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().to_string().find("onecycle"), std::string::npos);
+  s.kind = optim::LrSchedule::Kind::cosine;
+  s.total_steps = 10;
+  s.warmup_steps = 10;
+  EXPECT_FALSE(s.check().ok());
 }

@@ -21,6 +21,7 @@
 #include "ferrite/nn/loss.hpp"
 #include "ferrite/nn/parameter_store.hpp"
 #include "ferrite/nn/state_dict.hpp"
+#include "ferrite/optim/schedule.hpp"
 #include "ferrite/optim/sgd.hpp"
 
 using namespace ferrite;
@@ -170,4 +171,25 @@ TEST(ResNetParity, StateDictOfAnotherModelIsRefusedByName) {
   const std::string msg = st.error().to_string();
   EXPECT_NE(msg.find("'init.conv1.weight' has shape [4, 3, 3, 3], the model expects [8, 3, 3, 3]"), std::string::npos) << msg;
   EXPECT_EQ(params.front().value->data<float>()[0], before) << "nothing changes on a refused load";
+}
+
+TEST(ResNetParity, OneCycleScheduleMatchesTorchOneCycleLR) {
+  // torch.optim.lr_scheduler.OneCycleLR(max_lr 0.1, total_steps 50, cycle_momentum=False), recorded by
+  // make_resnet_fixtures.py (stored f64, read as f32: compared to 1e-6 relative).
+  ASSERT_TRUE(std::filesystem::exists(kFixture));
+  const auto file = io::load_safetensors(kFixture).value();
+  const Tensor* want = file.find("onecycle_lr");
+  ASSERT_NE(want, nullptr);
+  ASSERT_EQ(want->numel(), 50);
+  optim::LrSchedule s;
+  s.kind = optim::LrSchedule::Kind::onecycle;
+  s.lr = 0.1;
+  s.total_steps = 50;
+  ASSERT_TRUE(s.check().ok());
+  for (std::int64_t i = 0; i < 50; ++i) {
+    const double w = want->data<float>()[i];
+    EXPECT_NEAR(s.at(i), w, 1e-6 * w) << "step " << i;
+  }
+  // A constant lr would be far off: the comparison can fail.
+  EXPECT_GT(std::fabs(s.at(0) - 0.1), 0.05);
 }

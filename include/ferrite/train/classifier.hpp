@@ -66,6 +66,7 @@ struct TrainHistory {
   std::vector<double> epoch_loss;     // mean of the epoch's batch losses
   std::vector<double> epoch_seconds;  // wall time of each epoch (everything in its steps)
   std::vector<std::int64_t> epoch_samples;
+  std::vector<double> epoch_accuracy;  // running accuracy over each epoch's training batches (image loop only)
   std::int64_t graph_replays = 0;     // steps that ran as a replayed CUDA graph (cuda_graphs)
 };
 

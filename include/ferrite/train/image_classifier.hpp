@@ -9,7 +9,8 @@
 //   batches: the trainer waits for data only if augmenting takes longer than a step)
 //   ctx.begin_step(); x[B, C, H, W] = the batch (a copy to the device on CUDA)
 //   lr = schedule.at(step); logits = model.forward(x); loss + dlogits (fused); reset gradients;
-//   model.backward(dlogits); optimizer.step(ctx)
+//   model.backward(dlogits); optimizer.step(ctx); the batch's correct predictions (from the step's own
+//   logits: the running training accuracy of each epoch, as fast CIFAR recipes report it)
 // Batches: data::epoch_order(n, seed, epoch) cut into batches of `batch` (the last one smaller, as
 // PyTorch's DataLoader with drop_last=False). Step times are wall clock, synchronized on CUDA.
 #include <algorithm>
@@ -125,7 +126,8 @@ inline Result<TrainHistory> train_image_classifier(Context& ctx, nn::Module& mod
   tbb::task_group prefetch;
   Status prefetched = ok_status();
   double epoch_loss = 0;
-  std::int64_t epoch_steps = 0, epoch_samples = 0;
+  std::int64_t epoch_steps = 0, epoch_samples = 0, epoch_correct = 0;
+  std::vector<float> logits_host;
   Stopwatch epoch_clock;
   Status failed = ok_status();
   for (; step < total && failed.ok(); ++step) {
@@ -150,8 +152,12 @@ inline Result<TrainHistory> train_image_classifier(Context& ctx, nn::Module& mod
       FE_TRY(optimizer.step(ctx));
       float l = 0;
       FE_TRY(ops::copy(ctx, loss, TensorRef(&l, DType::f32, Device::cpu(), {1})));
+      logits_host.resize(static_cast<std::size_t>(logits.numel()));
+      FE_TRY(ops::copy(ctx, logits, TensorRef(logits_host.data(), DType::f32, Device::cpu(), logits.shape)));
       FE_TRY(ctx.synchronize());
       loss_value = l;
+      epoch_correct += data::correct_count(MatView<const float>{logits_host.data(), cur.rows, logits.dim(1), logits.dim(1)},
+                                           cur.labels.data<std::int32_t>());
       return ok_status();
     }();
     prefetch.wait();
@@ -167,8 +173,9 @@ inline Result<TrainHistory> train_image_classifier(Context& ctx, nn::Module& mod
       history.epoch_seconds.push_back(epoch_clock.elapsed_seconds());
       history.epoch_loss.push_back(epoch_loss / double(epoch_steps));
       history.epoch_samples.push_back(epoch_samples);
+      history.epoch_accuracy.push_back(double(epoch_correct) / double(epoch_samples));
       epoch_loss = 0;
-      epoch_steps = epoch_samples = 0;
+      epoch_steps = epoch_samples = epoch_correct = 0;
       if (on_epoch) failed = on_epoch(epoch + 1);
       epoch_clock.reset();
     }

@@ -463,29 +463,52 @@ void conv3x3_f23_weight_grad(PlanarBatch<const float> x, PlanarBatch<const float
         }
       }
     });
-    // dM_xi[co, t] = (A dY_t A^T)_xi: rows R = (y0, y0 + y1, y0 - y1, -y1), then the same on columns.
-    // The output rows are copied into zero-padded rows of 2 tiles_x (a cut-off column or row is 0).
+    // dM_xi[co, t] = (A dY_t A^T)_xi: rows R = (y0, y0 + y1, y0 - y1, -y1) of each tile's two output
+    // rows, then the same on columns. The output rows are first split into even and odd columns
+    // (zero past W and H), so that every one of the 16 outputs is one vectorizable loop over the tiles.
     tbb::parallel_for(std::int64_t{0}, cout, [&](std::int64_t co) {
-      std::vector<float> rows(std::size_t(2 * 2 * tiles_x), 0.f);
+      std::vector<float> buf(std::size_t(12 * tiles_x), 0.f);
+      float* __restrict ae = buf.data();  // row 2 lty: even, odd columns; row 2 lty + 1: even, odd
+      float* __restrict ao = ae + tiles_x;
+      float* __restrict be = ao + tiles_x;
+      float* __restrict bo = be + tiles_x;
+      float* __restrict p = bo + tiles_x;  // p_i = R_i's even column, q_i its odd one, i = 0..3
+      float* __restrict q = p + 4 * tiles_x;
       for (std::int64_t ty = r0; ty < r1; ++ty) {
         const float* plane = dy.plane(co, ty / tiles_y);
         const std::int64_t lty = ty % tiles_y, y0 = 2 * lty;
-        float* __restrict e = rows.data();       // output row 2 lty
-        float* __restrict f = e + 2 * tiles_x;   // output row 2 lty + 1 (0 past H)
-        std::copy_n(plane + y0 * W, W, e);
-        if (y0 + 1 < H) std::copy_n(plane + (y0 + 1) * W, W, f);
-        else std::fill_n(f, W, 0.f);
-        const std::int64_t base = (ty - r0) * tiles_x;
-        float* o[16];
-        for (int xi = 0; xi < 16; ++xi) o[xi] = m.data() + xi * m_slab + co * max_nt + base;
+        const float* r0p = plane + y0 * W;
+        const float* r1p = y0 + 1 < H ? r0p + W : nullptr;
         for (std::int64_t tx = 0; tx < tiles_x; ++tx) {
-          const float a = e[2 * tx], b = e[2 * tx + 1], c = f[2 * tx], d = f[2 * tx + 1];
-          const float p[4] = {a, a + c, a - c, -c}, q[4] = {b, b + d, b - d, -d};
-          for (int i = 0; i < 4; ++i) {
-            o[4 * i + 0][tx] = p[i];
-            o[4 * i + 1][tx] = p[i] + q[i];
-            o[4 * i + 2][tx] = p[i] - q[i];
-            o[4 * i + 3][tx] = -q[i];
+          const std::int64_t c = 2 * tx;
+          ae[tx] = r0p[c];
+          ao[tx] = c + 1 < W ? r0p[c + 1] : 0.f;
+          be[tx] = r1p ? r1p[c] : 0.f;
+          bo[tx] = r1p && c + 1 < W ? r1p[c + 1] : 0.f;
+        }
+        for (std::int64_t tx = 0; tx < tiles_x; ++tx) {
+          p[tx] = ae[tx];
+          p[tiles_x + tx] = ae[tx] + be[tx];
+          p[2 * tiles_x + tx] = ae[tx] - be[tx];
+          p[3 * tiles_x + tx] = -be[tx];
+          q[tx] = ao[tx];
+          q[tiles_x + tx] = ao[tx] + bo[tx];
+          q[2 * tiles_x + tx] = ao[tx] - bo[tx];
+          q[3 * tiles_x + tx] = -bo[tx];
+        }
+        const std::int64_t base = (ty - r0) * tiles_x;
+        for (int i = 0; i < 4; ++i) {
+          const float* __restrict pi = p + i * tiles_x;
+          const float* __restrict qi = q + i * tiles_x;
+          float* __restrict o0 = m.data() + (4 * i + 0) * m_slab + co * max_nt + base;
+          float* __restrict o1 = o0 + m_slab;
+          float* __restrict o2 = o1 + m_slab;
+          float* __restrict o3 = o2 + m_slab;
+          for (std::int64_t tx = 0; tx < tiles_x; ++tx) {
+            o0[tx] = pi[tx];
+            o1[tx] = pi[tx] + qi[tx];
+            o2[tx] = pi[tx] - qi[tx];
+            o3[tx] = -qi[tx];
           }
         }
       }
