@@ -42,6 +42,7 @@
 #include "ferrite/ops/fill.hpp"
 #include "ferrite/optim/schedule.hpp"
 #include "ferrite/optim/sgd.hpp"
+#include "ferrite/train/checkpoint.hpp"
 #include "ferrite/train/image_classifier.hpp"
 
 using namespace ferrite;
@@ -77,6 +78,8 @@ struct Config {
   std::int64_t eval_batch = 500;
   bool augment = true;
   std::string json_path, save_init, init_from, export_data;
+  std::string save;    // checkpoint after every epoch (weights, BatchNorm buffers, optimizer state, step)
+  std::string resume;  // continue from this checkpoint: the epochs after those it has done
   std::int64_t profile_steps = 0;
   bool tf32 = false;
   bool quiet = false;
@@ -92,7 +95,8 @@ json config_json(const Config& c) {
           {"threads", c.threads},       {"device", c.device},           {"warmup_steps", c.warmup_steps},
           {"eval_batch", c.eval_batch}, {"augment", c.augment},         {"init_from", c.init_from},
           {"save_init", c.save_init},   {"export_data", c.export_data}, {"profile_steps", c.profile_steps},
-          {"tf32", c.tf32},             {"pin_threads", c.pin}};
+          {"tf32", c.tf32},             {"pin_threads", c.pin},         {"save", c.save},
+          {"resume", c.resume}};
 }
 
 bench::BuildInfo build_info() {
@@ -159,11 +163,27 @@ Status export_data(const std::string& path, const Config& c, const data::ImageSe
 
 std::vector<bench::NamedPath> input_paths(const Config& c) {
   std::vector<bench::NamedPath> in{{"--init-from", c.init_from}};
+  // Resuming from the file the run keeps saving to is the usual loop: it is read before any write.
+  if (c.resume != c.save) in.push_back({"--resume", c.resume});
   if (c.dataset != "synthetic") in.push_back({"--data-dir", c.data_dir});
   return in;
 }
 std::vector<bench::NamedPath> output_paths(const Config& c) {
-  return {{"--save-init", c.save_init}, {"--export-data", c.export_data}};
+  return {{"--save-init", c.save_init}, {"--export-data", c.export_data}, {"--save", c.save}};
+}
+
+// What a checkpoint must agree on to be resumed by this run: the model, the data, the batches and the
+// schedule (a resumed run continues the same learning rates, orders and draws).
+io::SafetensorsMetadata checkpoint_fields(const Config& c, const data::ImageSet& train, std::int64_t schedule_steps) {
+  return {{"model", fmt::format("resnet18-cifar width {}", c.width)},
+          {"dataset", c.dataset},
+          {"train_samples", std::to_string(train.size())},
+          {"batch", std::to_string(c.batch)},
+          {"seed", std::to_string(c.seed)},
+          {"augment", c.augment ? "on" : "off"},
+          {"optimizer_flags", fmt::format("lr={:g} momentum={:g} nesterov={} weight_decay={:g}", c.lr, c.momentum,
+                                          c.nesterov, c.weight_decay)},
+          {"schedule", fmt::format("{} over {} steps, warm-up {}", c.schedule, schedule_steps, c.warmup_lr_steps)}};
 }
 
 // Copies of every parameter and buffer (the warm-up restores them: the timed run starts where PyTorch's does).
@@ -244,6 +264,15 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   }
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::SGD::create(params, so, &store));
+  const io::SafetensorsMetadata fields = checkpoint_fields(c, train, o.schedule.total_steps);
+  if (!c.resume.empty()) {
+    FE_TRY_ASSIGN(const train::CheckpointInfo info, train::load_checkpoint(c.resume, optimizer, fields, buffers));
+    if (info.epochs_done >= c.epochs)
+      return make_error(ErrorCode::invalid_argument, "bench/resnet18",
+                        fmt::format("{}: the checkpoint has {} epoch(s) done, --epochs {} leaves nothing to train", c.resume,
+                                    info.epochs_done, c.epochs));
+    o.first_epoch = info.epochs_done;
+  }
 
   const bool live = isatty(fileno(stderr)) != 0;
   std::vector<double> test_accuracy, test_loss;
@@ -252,8 +281,8 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   auto on_step = [&](std::int64_t epoch, std::int64_t b, std::int64_t batches, double loss) {
     if (c.quiet) return;
     const double elapsed = run_clock.elapsed_seconds();
-    const std::int64_t done = epoch * batches + b + 1;
-    const double eta = elapsed / double(done) * double(total_steps - done);
+    const std::int64_t done = (epoch - o.first_epoch) * batches + b + 1;  // steps of this run
+    const double eta = elapsed / double(done) * double(total_steps - o.first_epoch * batches - done);
     if (live)
       fmt::print(stderr, "\repoch {}/{}  step {}/{}  loss {:.4f}  {:.1f} img/s  ETA {:.0f} s   ", epoch + 1, c.epochs, b + 1,
                  batches, loss, double(done * c.batch) / elapsed, eta);
@@ -269,6 +298,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
     if (!c.quiet)
       fmt::print(stderr, "{}epoch {} done: test accuracy {:.2f} %, test loss {:.4f}\n", live ? "\n" : "", done,
                  100 * e.accuracy, e.loss);
+    if (!c.save.empty()) FE_TRY(train::save_checkpoint(c.save, optimizer, done, fields, {}, buffers));
     return ok_status();
   };
   FE_TRY_ASSIGN(const train::TrainHistory history,
@@ -334,7 +364,8 @@ Result<bench::RunSections> run(const Config& c, int threads) {
                {"test_samples", test.size()},
                {"steps", static_cast<std::int64_t>(history.step_ms.size())},
                {"step_time", "host wall clock per step (batch upload + forward + loss + backward + SGD, synchronized)"},
-               {"profile", profile}};
+               {"profile", profile},
+               {"resumed_after_epochs", o.first_epoch}};
 
   auto& s = out.summary;
   s.push_back(fmt::format("ferrite bench/resnet18 — {} ({} train / {} test), batch {}, {} epoch(s), SGD lr {:g} ({}), "
@@ -343,7 +374,7 @@ Result<bench::RunSections> run(const Config& c, int threads) {
                           c.nesterov ? " nesterov" : "", c.weight_decay, threads));
   s.push_back(fmt::format("{:>6} {:>12} {:>14}", "epoch", "mean loss", "test acc %"));
   for (std::size_t e = 0; e < history.epoch_loss.size(); ++e)
-    s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.2f}", e + 1, history.epoch_loss[e],
+    s.push_back(fmt::format("{:>6} {:>12.5f} {:>14.2f}", o.first_epoch + std::int64_t(e) + 1, history.epoch_loss[e],
                             e < test_accuracy.size() ? 100 * test_accuracy[e] : 0.0));
   s.push_back(fmt::format("throughput   {:.1f} images/s, {:.1f} GFLOP/s ({:.2f} GFLOP per image)", throughput,
                           throughput * flops_image / 1e9, flops_image / 1e9));
@@ -390,6 +421,10 @@ int main(int argc, char** argv) {
   app.add_option("--save-init", c.save_init, "write the initial state_dict (safetensors, torchvision names)")->check(bench::kPath);
   app.add_option("--init-from", c.init_from, "start from this state_dict (safetensors, torchvision names)")->check(bench::kPath);
   app.add_option("--export-data", c.export_data, "write the images, batch orders and augmentation draws (safetensors)")
+      ->check(bench::kPath);
+  app.add_option("--save", c.save, "after every epoch, write a checkpoint here (weights, BatchNorm buffers, optimizer state, step)")
+      ->check(bench::kPath);
+  app.add_option("--resume", c.resume, "continue from this checkpoint: the epochs after those it has done, bit-identically")
       ->check(bench::kPath);
   app.add_option("--profile", c.profile_steps, "after the timed run, time every op over this many steps (extra.profile)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000}));

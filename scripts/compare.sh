@@ -165,7 +165,9 @@ common=(--threads "$threads" --quiet)
 [ "$bench" = qca ] && common=(--threads "$threads")
 if [ "$bench" = qca ]; then
   :  # exported above
-elif export_extra=("${extra[@]}") && { [ "$bench" != resnet18 ] || { without --max-steps --schedule -- -- "${extra[@]}"; export_extra=("${kept[@]}" --max-steps 1 --schedule constant); }; } &&
+elif { if [ "$bench" = resnet18 ]; then  # the export run: one step; its warm-up, length and schedule are its own
+         without --warmup-steps --max-steps --schedule -- -- "${extra[@]}"; export_extra=("${kept[@]}" --max-steps 1 --schedule constant)
+       else without --warmup-steps -- -- "${extra[@]}"; export_extra=("${kept[@]}"); fi; } &&
      ! "$exe" "${common[@]}" "${export_extra[@]}" --warmup-steps 0 --save-init "$out/init.safetensors" \
      --export-data "$out/data.safetensors" --json "$out/export-run.json" >/dev/null 2>"$out/export-run.log"; then
   echo "compare.sh: exporting the initial weights and data failed (log: $out/export-run.log):" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what a GPU machine needs to check the CUDA backend, on this (GPU-less) machine, into
-# build-gpu-bundle/carry/ (git-ignored; about 45 MiB): tests/test_cuda, bench/mnist and bench/qca for sm_90,
+# build-gpu-bundle/carry/ (git-ignored; about 45 MiB): tests/test_cuda, bench/mnist, bench/qca and bench/resnet18 for sm_90,
 # the shared libraries they need that a CUDA image may lack (TBB, fmt), Fashion-MNIST, and the
 # `safetensors` Python wheel (abi3: any CPython >= 3.7) that scripts/pytorch/*.py import.
 # The device machines have nvcc and PyTorch but not ferrite's Debian dependencies, and cannot download
@@ -16,12 +16,12 @@ if [ ! -f "$build/build.ninja" ]; then
     -Dnative=false -Dcpp_args=-march=x86-64-v3 >/dev/null
 fi
 meson configure "$build" -Dmpi=disabled  # the device image has no Open MPI: MPI stays out of the bundle
-ninja -C "$build" -j"${FERRITE_JOBS:-2}" tests/test_cuda bench/mnist bench/qca
+ninja -C "$build" -j"${FERRITE_JOBS:-2}" tests/test_cuda bench/mnist bench/qca bench/resnet18
 rm -rf "$carry"
 mkdir -p "$carry/bin" "$carry/lib" "$carry/data/fashion-mnist" "$carry/python"
-cp "$build/tests/test_cuda" "$build/bench/mnist" "$build/bench/qca" "$carry/bin/"
+cp "$build/tests/test_cuda" "$build/bench/mnist" "$build/bench/qca" "$build/bench/resnet18" "$carry/bin/"
 # Every shared library outside the C runtime and libstdc++ (which the image has, newer).
-ldd "$carry/bin/test_cuda" "$carry/bin/mnist" "$carry/bin/qca" | awk '/=>/ {print $3}' | sort -u | while read -r lib; do
+ldd "$carry/bin/test_cuda" "$carry/bin/mnist" "$carry/bin/qca" "$carry/bin/resnet18" | awk '/=>/ {print $3}' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libgcc_s.so*|libstdc++.so*|ld-linux*) ;;
     *) cp -L "$lib" "$carry/lib/" ;;

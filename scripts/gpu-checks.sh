@@ -7,10 +7,12 @@
 #   scripts/gpu-checks.sh compare    ferrite vs PyTorch on the GPU (eager and CUDA graphs), compare.py report
 #   scripts/gpu-checks.sh qca        bench/qca --device cuda vs PyTorch eager at 128 and 256 (fp32, TF32 labelled),
 #                                    accuracy against a PyTorch fp32 reference trajectory
+#   scripts/gpu-checks.sh resnet18   bench/resnet18 --device cuda vs PyTorch eager (NCHW and channels_last) from
+#                                    the same weights, images and crops: fp32 (TF32 off), a labelled TF32 pair, profile
 #   scripts/gpu-checks.sh all        everything, most important first, inside a time budget (default 450 s:
 #                                    a device lease is 15 minutes in all): tests, memcheck on a short subset,
 #                                    mnist vs PyTorch (eager and CUDA graphs, default config, batch 4096,
-#                                    Fashion-MNIST, a labelled TF32 pair), qca 128^2 and 256^2, then the rest
+#                                    Fashion-MNIST, a labelled TF32 pair), resnet18, qca 128^2 and 256^2, then the rest
 # FERRITE_GPU_BUDGET_S=N sets the budget (0: none). A check that would start after it is SKIPped (what ran
 # is kept); every check also has its own time limit, so a hang costs minutes, not the lease.
 # Results go to $OUT (the device tool's output folder) or /tmp/ferrite-gpu: one summary.txt and one
@@ -82,7 +84,7 @@ d = json.load(open(sys.argv[1]))
 if d.get("status") != "success":
     print(f"      {sys.argv[1].split('/')[-1]}: status {d.get('status')}: {d.get('message')}"); sys.exit()
 m, q = d["metrics"], d["quality"]
-print(f"      {sys.argv[1].split('/')[-1]}: {d['device'].get('name')} | {m['throughput']['value']:.0f} samples/s | "
+print(f"      {sys.argv[1].split('/')[-1]}: {d['device'].get('name')} | {m['throughput']['value']:.0f} {m['throughput']['unit']} | "
       f"step p50 {m['latency_ms']['p50'] * 1e3:.1f} us p99 {m['latency_ms']['p99'] * 1e3:.1f} us | "
       f"peak device {m['peak_memory_mb'].get('device')} MiB | loss/epoch {[round(x, 5) for x in q['loss_per_epoch']]} | "
       f"test acc {q['test_accuracy']:.4f} | backend {d['framework'].get('backend')}")
@@ -275,6 +277,41 @@ stage_qca() {  # GRIDS...: bench/qca on cuda vs PyTorch eager, fp32 and a labell
   done
 }
 
+stage_resnet() {  # ResNet-18 on cuda vs PyTorch eager, batch 128, synthetic CIFAR-shaped images (no data to carry)
+  [ $have_torch = 1 ] || say "SKIP  PyTorch resnet18 runs: $py has no torch with CUDA or no safetensors"
+  local r=$work/resnet18
+  mkdir -p "$r"
+  local data=(--train-samples 5120 --test-samples 1000) steps=(--max-steps 30 --schedule-steps 3900 --warmup-steps 3)
+  check resnet18-export "$bin/resnet18" "${data[@]}" --max-steps 1 --schedule constant --warmup-steps 0 --quiet \
+    --save-init "$r/init.safetensors" --export-data "$r/data.safetensors" --json "$r/export.json" || return 0
+  local from=(--init-from "$r/init.safetensors") pfrom=(--init-from "$r/init.safetensors" --data-from "$r/data.safetensors")
+  local fe=() pe=() pl=()
+  for i in 1 2; do  # alternating repetitions, fp32 (TF32 off) on both sides
+    check "resnet18-ferrite-$i" "$bin/resnet18" "${data[@]}" "${steps[@]}" --device cuda --quiet "${from[@]}" \
+      --json "$r/ferrite-cuda-$i.json" && fe+=("$r/ferrite-cuda-$i.json") && metric "$r/ferrite-cuda-$i.json"
+    if [ $have_torch = 1 ]; then
+      check "resnet18-pytorch-$i" "$py" scripts/pytorch/resnet18.py "${steps[@]}" --device cuda --quiet "${pfrom[@]}" \
+        --json "$r/pytorch-cuda-$i.json" && pe+=("$r/pytorch-cuda-$i.json") && metric "$r/pytorch-cuda-$i.json"
+      check "resnet18-pytorch-cl-$i" "$py" scripts/pytorch/resnet18.py "${steps[@]}" --device cuda --channels-last --quiet \
+        "${pfrom[@]}" --json "$r/pytorch-cl-cuda-$i.json" && pl+=("$r/pytorch-cl-cuda-$i.json") && metric "$r/pytorch-cl-cuda-$i.json"
+    fi
+  done
+  [ ${#fe[@]} -gt 0 ] && validate "${fe[0]}"
+  if [ ${#fe[@]} -gt 0 ] && [ ${#pe[@]} -gt 0 ]; then
+    check resnet18-report "$py" scripts/compare.py --ferrite "${fe[@]}" --pytorch "${pe[@]}" --channels-last "${pl[@]}" \
+      --out "$r/report" --title "resnet18: ferrite vs PyTorch eager (cuda, fp32)" --command "scripts/gpu-checks.sh resnet18"
+    grep -E "Result|speed|step 9|FAIL" "$r/report/report.md" 2>/dev/null | head -12 | tee -a "$summary"
+  fi
+  check resnet18-ferrite-tf32 "$bin/resnet18" "${data[@]}" "${steps[@]}" --device cuda --tf32 --quiet "${from[@]}" \
+    --json "$r/ferrite-tf32.json" && metric "$r/ferrite-tf32.json"
+  [ $have_torch = 1 ] && check resnet18-pytorch-tf32 "$py" scripts/pytorch/resnet18.py "${steps[@]}" --device cuda \
+    --allow-tf32 --channels-last --quiet "${pfrom[@]}" --json "$r/pytorch-tf32.json" && metric "$r/pytorch-tf32.json"
+  check resnet18-ferrite-profile "$bin/resnet18" "${data[@]}" --max-steps 5 --schedule constant --device cuda --quiet \
+    --profile 5 "${from[@]}" --json "$r/ferrite-profile.json" && profile_table "$r/ferrite-profile.json"
+  expect_error resnet18-cuda9 "$bin/resnet18" --device cuda:9 --json "$r/cuda9.json"
+  rm -f "$r"/*.safetensors
+}
+
 case $stage in
   tests) stage_tests ;;
   sanitize) stage_sanitize memcheck racecheck initcheck synccheck ;;
@@ -282,14 +319,16 @@ case $stage in
   compare|mnist) stage_mnist ;;
   memcheck) stage_sanitize memcheck ;;
   qca) check test_cuda_conv "$bin/test_cuda" --gtest_filter='*Conv*:*GroupNorm*:*MaxPool*:*Complex*'; stage_qca 128 256 ;;
+  resnet18) check test_cuda_batch "$bin/test_cuda" --gtest_filter='*Cnhw*:*BatchNorm*:*GlobalAvg*'; stage_resnet ;;
   all)
     stage_tests
     stage_sanitize memcheck
     stage_mnist
+    stage_resnet
     stage_qca 128 256
     stage_bench
     stage_sanitize racecheck initcheck synccheck ;;
-  *) echo "gpu-checks: unknown stage '$stage' (tests, sanitize, bench, compare, qca, all)" >&2; exit 2 ;;
+  *) echo "gpu-checks: unknown stage '$stage' (tests, sanitize, bench, compare, qca, resnet18, all)" >&2; exit 2 ;;
 esac
 
 tar czf "$out/gpu-checks-$stage.tgz" -C "$work" . 2>/dev/null

@@ -109,6 +109,21 @@ with tempfile.TemporaryDirectory() as tmp:
     if pc.returncode == 0 and pd.returncode == 0:
         check(json.load(open(c))["quality"]["loss_per_step"] == json.load(open(d))["quality"]["loss_per_step"],
               "a run from the saved initial state differs from the run that saved it")
+    # --save / --resume: epoch 2 resumed from the epoch-1 checkpoint repeats the uninterrupted run's steps.
+    ck, full, part, rest = (os.path.join(tmp, n) for n in ("ck.safetensors", "full.json", "part.json", "rest.json"))
+    sched = ["--schedule-steps", "8"]  # the whole 2-epoch schedule in all three runs
+    pf = run(TINY + sched + ["--json", full])
+    pp = run(TINY + sched + ["--max-steps", "4", "--save", ck, "--json", part])
+    pr = run(TINY + sched + ["--resume", ck, "--json", rest])
+    check(pf.returncode == 0 and pp.returncode == 0 and pr.returncode == 0, "save/resume runs failed",
+          pf if pf.returncode else pp if pp.returncode else pr)
+    if pf.returncode == 0 and pr.returncode == 0:
+        lf, lr = json.load(open(full))["quality"]["loss_per_step"], json.load(open(rest))["quality"]["loss_per_step"]
+        check(lf[4:] == lr, f"the resumed epoch differs from the uninterrupted run: {lf[4:]} vs {lr}")
+    one_epoch = [a for a in TINY if a not in ("--epochs", "2")] + ["--epochs", "1"]
+    refuse(one_epoch + sched + ["--resume", ck], ["nothing to train"], "resume with nothing left")
+    refuse(TINY + ["--schedule-steps", "16", "--resume", ck], ["schedule"], "resume with another schedule")
+    refuse(BASE + ["--width", "8", "--schedule", "cosine"] + sched + ["--resume", ck], ["model"], "resume of another model")
     # --export-data: images, orders and augmentation draws for PyTorch.
     exp = os.path.join(tmp, "data.safetensors")
     pe = run(TINY + ["--max-steps", "1", "--export-data", exp])

@@ -3,6 +3,8 @@
 // safetensors file written atomically (io/file.hpp: a temporary beside it, renamed when complete).
 //
 //   tensors   "<parameter>"                 the model's parameters, by PyTorch name (as --save-init)
+//             "<buffer>"                    the model's buffers when given (BatchNorm's running statistics and
+//                                           num_batches_tracked, by PyTorch name)
 //             "optimizer.<parameter>.<key>" the optimizer's state (PyTorch's keys: exp_avg, exp_avg_sq,
 //                                           momentum_buffer, ...)
 //   metadata  format = ferrite-checkpoint/1, optimizer = Adam | AdamW | SGD, step (optimizer steps
@@ -45,12 +47,17 @@ inline std::string state_name(const std::string& param, const std::string& key) 
 using StateLookup = std::function<const Tensor*(std::size_t param, std::size_t key)>;
 
 inline Status save_checkpoint(const std::filesystem::path& path, const optim::Optimizer& optimizer, std::int64_t epochs_done,
-                              const io::SafetensorsMetadata& fields = {}, const StateLookup& state = {}) {
+                              const io::SafetensorsMetadata& fields = {}, const StateLookup& state = {},
+                              const nn::BufferList& buffers = {}) {
   io::TensorRefs refs;
   std::vector<Tensor> keep;
   const auto& params = optimizer.params();
   const auto& keys = optimizer.state_keys();
-  keep.reserve(params.size() * (1 + keys.size()));  // no reallocation: refs point into it
+  keep.reserve(params.size() * (1 + keys.size()) + buffers.size());  // no reallocation: refs point into it
+  for (const auto& b : buffers) {
+    FE_TRY_ASSIGN(const Tensor* v, nn::detail::host_view(*b.value, keep));
+    refs.emplace_back(b.name, v);
+  }
   for (std::size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
     FE_TRY_ASSIGN(const Tensor* v, nn::detail::host_view(*p.value, keep));
@@ -105,7 +112,7 @@ inline Status save_checkpoint(Context& ctx, ProcessGroup& group, const nn::Param
 // file's metadata (a checkpoint of another model or run is refused, naming the field). Into an
 // unsharded optimizer (ZeRO-1: load, then Optimizer::shard keeps each rank's slice).
 inline Result<CheckpointInfo> load_checkpoint(const std::filesystem::path& path, optim::Optimizer& optimizer,
-                                              const io::SafetensorsMetadata& expect = {}) {
+                                              const io::SafetensorsMetadata& expect = {}, const nn::BufferList& buffers = {}) {
   constexpr const char* op = "load_checkpoint";
   if (optimizer.sharded())
     return make_error(ErrorCode::invalid_argument, op, path.string() + ": load into the optimizer before sharding it");
@@ -137,6 +144,7 @@ inline Result<CheckpointInfo> load_checkpoint(const std::filesystem::path& path,
   count("step", info.step);
   // Every tensor the run has, with its shape; nothing else.
   std::vector<std::pair<std::string, Tensor*>> targets;
+  for (const auto& b : buffers) targets.emplace_back(b.name, b.value);
   for (const auto& p : optimizer.params()) {
     targets.emplace_back(p.name, p.value);
     for (const auto& key : optimizer.state_keys())

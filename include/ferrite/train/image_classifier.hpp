@@ -42,6 +42,7 @@ struct ImageTrainOptions {
   data::AugmentOptions augmentation{};
   optim::LrSchedule schedule{};  // over the steps of the whole run
   bool use_schedule = false;     // false: the optimizer's own lr throughout
+  std::int64_t first_epoch = 0;  // resume: epochs [first_epoch, epochs) run, with their orders, draws and lrs
 };
 
 namespace image_detail {
@@ -107,8 +108,13 @@ inline Result<TrainHistory> train_image_classifier(Context& ctx, nn::Module& mod
   model.train();
   nn::CrossEntropyLoss loss_fn;
   TrainHistory history;
-  std::int64_t step = 0;
-  const std::int64_t total = o.max_steps >= 0 ? std::min(o.max_steps, batches * o.epochs) : batches * o.epochs;
+  if (o.first_epoch < 0 || o.first_epoch >= o.epochs)
+    return make_error(ErrorCode::invalid_argument, kOp,
+                      fe_format("first epoch {} is outside the run's {} epoch(s)", o.first_epoch, o.epochs));
+  // Steps are counted over the whole run (a resumed run starts at its first epoch's first step), so
+  // batch orders, augmentation draws and learning rates are those of an uninterrupted run.
+  std::int64_t step = o.first_epoch * batches;
+  const std::int64_t total = o.max_steps >= 0 ? std::min(step + o.max_steps, batches * o.epochs) : batches * o.epochs;
   // The order of (epoch, batch) pairs is fixed up front, so the prefetch task knows what comes next.
   std::vector<std::vector<std::int32_t>> orders;
   auto order_of = [&](std::int64_t epoch) -> const std::vector<std::int32_t>& {
@@ -121,8 +127,8 @@ inline Result<TrainHistory> train_image_classifier(Context& ctx, nn::Module& mod
     const std::int64_t rows = std::min(o.batch, n - b * o.batch);
     return std::span<const std::int32_t>(order.data() + b * o.batch, static_cast<std::size_t>(rows));
   };
-  if (total == 0) return history;
-  FE_TRY(image_detail::render(train, indices_of(0), 0, o, buffers[0]));
+  if (step >= total) return history;
+  FE_TRY(image_detail::render(train, indices_of(step), step / batches, o, buffers[step % 2]));
   tbb::task_group prefetch;
   Status prefetched = ok_status();
   double epoch_loss = 0;
