@@ -156,6 +156,7 @@ Status export_data(const std::string& path, const Config& c, const data::ImageSe
                                {"batch_order", &order}, {"augment", &draws}},
                               {{"batch", std::to_string(c.batch)}, {"epochs", std::to_string(c.epochs)},
                                {"seed", std::to_string(c.seed)}, {"dataset", c.dataset}, {"pad", std::to_string(aug.pad)},
+                               {"classes", std::to_string(train.classes.size())},
                                {"layout", "batch b of epoch e = batch_order[e, b*batch:(b+1)*batch]; sample i of epoch e is "
                                           "the zero-padded image cropped at (augment[e, i, 0], augment[e, i, 1]), mirrored "
                                           "if augment[e, i, 2]; then (x/255 - mean) / std"}});

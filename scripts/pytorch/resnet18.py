@@ -111,8 +111,8 @@ def main(argv):
     order, draws = data["batch_order"], data["augment"]
     if order.shape[0] < args.epochs:
         return common.fail(args.json, report, f"--data-from has the batch orders of {order.shape[0]} epoch(s), --epochs {args.epochs}")
-    classes = int(max(train_y.max().item(), test_y.max().item()) + 1)
-    model = ResNet(width=args.width, classes=max(classes, 10))
+    classes = int(meta.get("classes", "10"))  # the class count ferrite's model has (bench/resnet18's export)
+    model = ResNet(width=args.width, classes=classes)
     if args.init_from:
         state = load_file(args.init_from)
         model.load_state_dict(state, strict=True)

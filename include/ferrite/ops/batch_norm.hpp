@@ -28,6 +28,8 @@ namespace ferrite::ops {
 
 namespace detail {
 
+// The data of an optional operand, or null. The mutable ones reach here as ConstTensorRef copies of
+// the caller's TensorRef (for the shared operand checks), hence the cast back.
 template <class T>
 inline T* opt_ptr(const ConstTensorRef& t) {
   return t.defined() ? const_cast<T*>(t.ptr<T>()) : nullptr;

@@ -2,10 +2,12 @@
 // Fast CPU f32 kernels of the batch convolution family on the channel-major batch layout
 // x[C, N, H, W] (ops/batch_conv.hpp says why that layout). Oracles: reference/batch_conv.hpp.
 //
-// Convolution as GEMMs over the whole batch, cut into column bands of ~kBandFloats of im2col:
+// 3x3 stride-1 "same" convolutions with >= 4 channels run Winograd F(2x2, 3x3) over the whole batch
+// in all three directions (use_winograd below; backend/cpu/winograd.hpp). The others are GEMMs over
+// the whole batch, cut into column bands of ~kBandFloats of im2col:
 //   forward   Y[:, band]   = W[Cout, Cin k k] · cols[Cin k k, band]
 //   data grad dcols        = Wᵀ · dY[:, band];  dX += col2im(dcols)
-//   weight    dW (+)=        dY[:, band] · colsᵀ          (bands added in order)
+//   weight    dW          += dY[:, band] · colsᵀ    (each band's GEMM in float, the bands added in double)
 // im2col fills rows in parallel (one task per patch row), col2im input channels in parallel (a
 // channel owns its k*k rows of dcols and its plane of dX, so no two tasks write one element), and
 // the SGEMM splits its output over the threads without ever splitting K (backend/cpu/gemm.hpp). The
@@ -78,20 +80,21 @@ inline void im2col(const ConvGeometry& g, const float* x, std::int64_t c0, std::
     while (j < c0 + nc) {
       const std::int64_t n = j / plane, oy = (j % plane) / Wo, ox0 = j % Wo;
       const std::int64_t ox1 = std::min(Wo, ox0 + (c0 + nc - j));  // this output row's run
-      float* out = row + (j - c0) - ox0;                           // out[ox] for ox in [ox0, ox1)
+      float* out = row + (j - c0);  // out[ox - ox0] for ox in [ox0, ox1)
       const std::int64_t iy = oy * s + ky - g.pad;
       if (iy < 0 || iy >= g.height) {
-        std::memset(out + ox0, 0, sizeof(float) * std::size_t(ox1 - ox0));
+        std::memset(out, 0, sizeof(float) * std::size_t(ox1 - ox0));
       } else {
-        const float* src = x + ((ci * g.batch + n) * g.height + iy) * g.width + (kx - g.pad);  // src[ox * s]
+        const float* src = x + ((ci * g.batch + n) * g.height + iy) * g.width;  // src[ox * s + off]
+        const std::int64_t off = kx - g.pad;
         const auto [lo, hi] = detail::valid_columns(g, kx, ox0, ox1);
-        for (std::int64_t ox = ox0; ox < lo; ++ox) out[ox] = 0.f;
+        for (std::int64_t ox = ox0; ox < lo; ++ox) out[ox - ox0] = 0.f;
         if (s == 1) {
-          if (hi > lo) std::memcpy(out + lo, src + lo, sizeof(float) * std::size_t(hi - lo));
+          if (hi > lo) std::memcpy(out + (lo - ox0), src + (lo + off), sizeof(float) * std::size_t(hi - lo));
         } else {
-          for (std::int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * s];
+          for (std::int64_t ox = lo; ox < hi; ++ox) out[ox - ox0] = src[ox * s + off];
         }
-        for (std::int64_t ox = hi; ox < ox1; ++ox) out[ox] = 0.f;
+        for (std::int64_t ox = hi; ox < ox1; ++ox) out[ox - ox0] = 0.f;
       }
       j += ox1 - ox0;
     }
@@ -111,10 +114,11 @@ inline void col2im_add(const ConvGeometry& g, const float* dcols, std::int64_t c
           const std::int64_t ox1 = std::min(Wo, ox0 + (c0 + nc - j));
           const std::int64_t iy = oy * s + ky - g.pad;
           if (iy >= 0 && iy < g.height) {
-            float* dst = dx + ((ci * g.batch + n) * g.height + iy) * g.width + (kx - g.pad);  // dst[ox * s]
-            const float* in = row + (j - c0) - ox0;                                           // in[ox]
+            float* dst = dx + ((ci * g.batch + n) * g.height + iy) * g.width;  // dst[ox * s + off]
+            const float* in = row + (j - c0);                                   // in[ox - ox0]
+            const std::int64_t off = kx - g.pad;
             const auto [lo, hi] = detail::valid_columns(g, kx, ox0, ox1);
-            for (std::int64_t ox = lo; ox < hi; ++ox) dst[ox * s] += in[ox];
+            for (std::int64_t ox = lo; ox < hi; ++ox) dst[ox * s + off] += in[ox - ox0];
           }
           j += ox1 - ox0;
         }
