@@ -304,6 +304,11 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   };
   FE_TRY_ASSIGN(const train::TrainHistory history,
                 train::train_image_classifier(ctx, model, optimizer, train, o, on_step, on_epoch));
+  if (test_accuracy.size() < history.epoch_loss.size()) {  // a --max-steps cut inside an epoch: evaluate its end too
+    FE_TRY_ASSIGN(const train::Evaluation e, train::evaluate_image_classifier(ctx, model, test, c.eval_batch, aug));
+    test_accuracy.push_back(e.accuracy);
+    test_loss.push_back(e.loss);
+  }
 
   json profile = nullptr;
   if (c.profile_steps > 0) {  // untimed: per-op time of a few more steps (every op synchronizes)

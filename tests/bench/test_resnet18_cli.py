@@ -122,6 +122,10 @@ with tempfile.TemporaryDirectory() as tmp:
         check(lf[4:] == lr, f"the resumed epoch differs from the uninterrupted run: {lf[4:]} vs {lr}")
     one_epoch = [a for a in TINY if a not in ("--epochs", "2")] + ["--epochs", "1"]
     refuse(one_epoch + sched + ["--resume", ck], ["nothing to train"], "resume with nothing left")
+    # A --max-steps cut inside an epoch writes no checkpoint (it would claim the epoch done).
+    cut_ck = os.path.join(tmp, "cut.safetensors")
+    p = run(TINY + sched + ["--max-steps", "3", "--save", cut_ck])
+    check(p.returncode == 0 and not os.path.exists(cut_ck), "a partial epoch wrote a checkpoint", p)
     refuse(TINY + ["--schedule-steps", "16", "--resume", ck], ["schedule"], "resume with another schedule")
     refuse(BASE + ["--width", "8", "--schedule", "cosine"] + sched + ["--resume", ck], ["model"], "resume of another model")
     # --export-data: images, orders and augmentation draws for PyTorch.

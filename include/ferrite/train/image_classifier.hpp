@@ -13,6 +13,8 @@
 //   logits: the running training accuracy of each epoch, as fast CIFAR recipes report it)
 // Batches: data::epoch_order(n, seed, epoch) cut into batches of `batch` (the last one smaller, as
 // PyTorch's DataLoader with drop_last=False). Step times are wall clock, synchronized on CUDA.
+// History has an entry per epoch begun (a max_steps cut leaves a partial last one); on_epoch runs after
+// each whole epoch only.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -182,7 +184,8 @@ inline Result<TrainHistory> train_image_classifier(Context& ctx, nn::Module& mod
       history.epoch_accuracy.push_back(double(epoch_correct) / double(epoch_samples));
       epoch_loss = 0;
       epoch_steps = epoch_samples = epoch_correct = 0;
-      if (on_epoch) failed = on_epoch(epoch + 1);
+      // Only a whole epoch is "done" (a checkpoint written after a max_steps cut would skip the rest).
+      if (on_epoch && b + 1 == batches) failed = on_epoch(epoch + 1);
       epoch_clock.reset();
     }
   }
