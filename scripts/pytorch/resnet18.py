@@ -90,6 +90,27 @@ def lr_at(args, step, total):
     return anneal(initial, args.lr, step / end0) if step <= end0 else anneal(args.lr, min_lr, (step - end0) / (end1 - end0))
 
 
+def count_macs(model, chw, device):
+    """Multiply-adds of one forward pass per image: convolutions (output elements x Cin x k x k) and Linear."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            total[0] += out.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total[0] += mod.in_features * mod.out_features
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        p = next(model.parameters())
+        model(torch.zeros((1, *chw), dtype=p.dtype, device=device))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
 def main(argv):
     args = parse(argv)
     if args.threads > 0:
@@ -202,7 +223,7 @@ def main(argv):
                 print(f"epoch {len(epoch_loss)}: test accuracy {100 * ta:.2f} %", file=sys.stderr)
     images = min(total * args.batch, sum(min(args.batch, n - (s % batches) * args.batch) for s in range(total)))
     tput = images / (sum(step_ms) / 1e3) if step_ms else 0.0
-    macs = 555422720 * (args.width / 64) ** 2  # ResNet-18 at 32x32 (models/resnet.hpp's count), ~width^2
+    macs = count_macs(model, train_x.shape[1:], device)  # as models/resnet.hpp counts them (555,422,720 at width 64)
     flops_image = 6 * macs
     profile = None
     if args.profile > 0:
