@@ -187,25 +187,20 @@ io::SafetensorsMetadata checkpoint_fields(const Config& c, const data::ImageSet&
           {"schedule", fmt::format("{} over {} steps, warm-up {}", c.schedule, schedule_steps, c.warmup_lr_steps)}};
 }
 
-// Copies of every parameter and buffer (the warm-up restores them: the timed run starts where PyTorch's does).
-struct Snapshot {
-  std::vector<Tensor> params, buffers;
-  static Result<Snapshot> take(const nn::ParameterList& p, const nn::BufferList& b) {
-    Snapshot s;
-    for (const auto& x : p) {
-      FE_TRY_ASSIGN(s.params.emplace_back(), x.value->clone());
-    }
-    for (const auto& x : b) {
-      FE_TRY_ASSIGN(s.buffers.emplace_back(), x.value->clone());
-    }
-    return s;
+// Copies of the model's buffers (BatchNorm statistics): the warm-up restores them with the weights
+// (those as bench/mnist does, through the store's one flat buffer), so the timed run starts where
+// PyTorch's does.
+Result<std::vector<Tensor>> copy_buffers(const nn::BufferList& b) {
+  std::vector<Tensor> out;
+  for (const auto& x : b) {
+    FE_TRY_ASSIGN(out.emplace_back(), x.value->clone());
   }
-  Status restore(const nn::ParameterList& p, const nn::BufferList& b) const {
-    for (std::size_t i = 0; i < p.size(); ++i) FE_TRY(p[i].value->copy_from(params[i]));
-    for (std::size_t i = 0; i < b.size(); ++i) FE_TRY(b[i].value->copy_from(buffers[i]));
-    return ok_status();
-  }
-};
+  return out;
+}
+Status restore_buffers(const nn::BufferList& b, const std::vector<Tensor>& saved) {
+  for (std::size_t i = 0; i < b.size(); ++i) FE_TRY(b[i].value->copy_from(saved[i]));
+  return ok_status();
+}
 
 Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY(bench::check_output_paths("bench/resnet18", input_paths(c), output_paths(c)));
@@ -254,14 +249,17 @@ Result<bench::RunSections> run(const Config& c, int threads) {
   FE_TRY(o.schedule.check());
 
   if (c.warmup_steps > 0) {  // page faults, thread start-up, caches; then everything back as it was
-    FE_TRY_ASSIGN(const Snapshot snap, Snapshot::take(params, buffers));
+    FE_TRY_ASSIGN(const Tensor initial, store.value_buffer().clone());
+    FE_TRY_ASSIGN(const std::vector<Tensor> initial_buffers, copy_buffers(buffers));
     FE_TRY_ASSIGN(auto warm_opt, optim::SGD::create(params, so, &store));
     train::ImageTrainOptions w = o;
     w.max_steps = c.warmup_steps;
     w.use_schedule = false;
     FE_TRY(train::train_image_classifier(ctx, model, warm_opt, train, w));
     FE_TRY(ctx.synchronize());
-    FE_TRY(snap.restore(params, buffers));
+    FE_TRY(ops::copy(ctx, initial.cref(), store.values()));
+    FE_TRY(restore_buffers(buffers, initial_buffers));
+    FE_TRY(ctx.synchronize());
   }
   if (device.is_cuda()) FE_TRY(cuda::reset_peak_memory_stats(device.index));
   FE_TRY_ASSIGN(auto optimizer, optim::SGD::create(params, so, &store));

@@ -101,6 +101,18 @@ with tempfile.TemporaryDirectory() as tmp:
         la, lb = json.load(open(a))["quality"]["loss_per_step"], json.load(open(b))["quality"]["loss_per_step"]
         check(la == lb, f"1 and 2 threads differ: {la} vs {lb}")
 
+    # 2b. The warm-up restores weights, BatchNorm statistics and optimizer: 0 or 3 warm-up steps, the same run.
+    def with_warmup(n):
+        args = list(TINY)
+        args[args.index("--warmup-steps") + 1] = str(n)
+        return args
+    w0, w3 = os.path.join(tmp, "w0.json"), os.path.join(tmp, "w3.json")
+    q0, q3 = run(with_warmup(0) + ["--json", w0]), run(with_warmup(3) + ["--json", w3])
+    check(q0.returncode == 0 and q3.returncode == 0, "warm-up runs failed", q0 if q0.returncode else q3)
+    if q0.returncode == 0 and q3.returncode == 0:
+        check(json.load(open(w0))["quality"]["loss_per_step"] == json.load(open(w3))["quality"]["loss_per_step"],
+              "warm-up steps changed the timed run")
+
     # 3. --save-init / --init-from: a run from the saved state_dict repeats the run that saved it.
     init, c, d = os.path.join(tmp, "init.safetensors"), os.path.join(tmp, "c.json"), os.path.join(tmp, "d.json")
     pc = run(TINY + ["--seed", "7", "--save-init", init, "--json", c])
